@@ -1,0 +1,13 @@
+#pragma once
+// Each subcommand registers itself on the root CLI11 app; its callback throws siglip2::Error
+// (runtime, exit 1) or ConfigError/UsageError (exit 2), which main() turns into one line.
+namespace CLI {
+class App;
+}
+
+namespace siglip2::cli {
+
+void add_config_command(CLI::App& app);
+void add_comm_check_command(CLI::App& app);
+
+}  // namespace siglip2::cli

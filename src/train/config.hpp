@@ -1,0 +1,114 @@
+#pragma once
+// The run config: what `siglip2 train CONFIG` reads. Defaults are the SigLIP 2 recipe
+// (spec: recipe.md §6.1); recipes in configs/recipes/ override them per run.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "models/config.hpp"
+
+namespace siglip2 {
+
+struct OptimizerConfig {
+  std::string name = "adam";
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.95;  // SigLIP 1 found 0.95 stabilises large-batch training
+  double eps = 1e-8;
+  double weight_decay = 1e-4;  // decoupled, big_vision style: not multiplied by lr
+  double grad_clip_norm = 1.0;  // global norm; 0 disables clipping
+  std::vector<std::string> frozen;  // regular expressions over parameter names
+
+  template <class V>
+  void visit(V& v) {
+    using config::at_least;
+    using config::in_range;
+    v("name", name, "optimizer: adam (decoupled weight decay, big_vision semantics)", config::one_of({"adam"}));
+    v("lr", lr, "peak learning rate", at_least(0.0));
+    v("beta1", beta1, "Adam beta1", in_range(0.0, 1.0));
+    v("beta2", beta2, "Adam beta2", in_range(0.0, 1.0));
+    v("eps", eps, "Adam epsilon", at_least(0.0));
+    v("weight_decay", weight_decay, "decoupled weight decay on weight matrices only", at_least(0.0));
+    v("grad_clip_norm", grad_clip_norm, "clip gradients to this global norm (0 = off)", at_least(0.0));
+    v("frozen", frozen, "regular expressions: matching parameters are not trained (e.g. '^vision_model\\.')");
+  }
+};
+
+struct ScheduleConfig {
+  std::string type = "cosine";
+  int64_t warmup_steps = 20000;
+  double end_fraction = 0.0;  // learning rate at the end, as a fraction of the peak
+
+  template <class V>
+  void visit(V& v) {
+    v("type", type, "learning-rate decay after warmup: cosine, rsqrt or constant",
+      config::one_of({"cosine", "rsqrt", "constant"}));
+    v("warmup_steps", warmup_steps, "linear warmup from 0", config::at_least<int64_t>(0));
+    v("end_fraction", end_fraction, "final learning rate as a fraction of the peak", config::in_range(0.0, 1.0));
+  }
+};
+
+struct DistConfig {
+  std::string backend = "auto";
+  int64_t timeout_s = 600;
+
+  template <class V>
+  void visit(V& v) {
+    v("backend", backend, "collective backend: auto (nccl on CUDA, gloo on CPU), gloo or nccl",
+      config::one_of({"auto", "gloo", "nccl"}));
+    v("timeout_s", timeout_s, "seconds before a collective or the rendezvous gives up",
+      config::greater_than<int64_t>(0));
+  }
+};
+
+struct TrainConfig {
+  std::string out_dir = "runs/default";
+  int64_t batch_size = 32768;  // global, over all ranks
+  int64_t total_steps = 0;     // required: 40B examples / 32k batch = 1.22M steps in the paper
+  int64_t seed = 0;
+  std::string device = "auto";
+  std::string precision = "auto";
+  int64_t log_every = 50;
+  int64_t checkpoint_every = 1000;
+  int64_t keep_checkpoints = 3;
+
+  template <class V>
+  void visit(V& v) {
+    using config::greater_than;
+    v("out_dir", out_dir, "run directory: checkpoints, metrics, resolved config", config::not_empty());
+    v("batch_size", batch_size, "global batch size (all ranks together)", greater_than<int64_t>(0));
+    v.required("total_steps", total_steps, "number of optimizer steps", greater_than<int64_t>(0));
+    v("seed", seed, "seed for initialisation, data order and augmentation");
+    v("device", device, "auto, cpu or cuda", config::one_of({"auto", "cpu", "cuda"}));
+    v("precision", precision, "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16",
+      config::one_of({"auto", "fp32", "bf16"}));
+    v("log_every", log_every, "steps between log lines", greater_than<int64_t>(0));
+    v("checkpoint_every", checkpoint_every, "steps between checkpoints", greater_than<int64_t>(0));
+    v("keep_checkpoints", keep_checkpoints, "newest checkpoints kept (phase checkpoints are always kept)",
+      greater_than<int64_t>(0));
+  }
+};
+
+struct RunConfig {
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  TrainConfig train;
+  DistConfig dist;
+
+  template <class V>
+  void visit(V& v) {
+    v("model", model, "the two towers (presets in configs/models/)");
+    v("optimizer", optimizer, "optimizer");
+    v("schedule", schedule, "learning-rate schedule");
+    v("train", train, "training loop");
+    v("dist", dist, "distributed communication");
+  }
+  std::string check() const {
+    if (schedule.warmup_steps > train.total_steps) return "schedule.warmup_steps exceeds train.total_steps";
+    return "";
+  }
+};
+
+}  // namespace siglip2

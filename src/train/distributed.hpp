@@ -1,0 +1,78 @@
+#pragma once
+// Process groups without Python: rendezvous through c10d's TCPStore from the variables torchrun or
+// SLURM set, then a Gloo (CPU) or NCCL (CUDA) backend. A single process needs no launcher.
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace siglip2 {
+
+struct DistEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::string launcher = "none";  // none, torchrun or slurm
+  bool agent_store = false;       // torchrun's agent already hosts the TCPStore server
+  int restart_count = 0;
+};
+
+// Reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT, else SLURM's
+// SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID and the first host of SLURM_JOB_NODELIST, else a single
+// process. Inconsistent values are a ConfigError naming the variable.
+DistEnv dist_env_from_environment();
+
+// First host of a SLURM node list: "gpu[003-004,007],login1" -> "gpu003".
+std::string first_slurm_host(const std::string& nodelist);
+
+bool gloo_available();
+bool nccl_available();
+
+class ProcessGroup {
+ public:
+  // backend: "gloo" or "nccl" ("auto" must be resolved by the caller). Blocks until every rank has
+  // joined or `timeout` passes (then throws siglip2::Error).
+  static std::shared_ptr<ProcessGroup> create(const DistEnv& env, const std::string& backend,
+                                              std::chrono::milliseconds timeout);
+  ~ProcessGroup();
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int rank() const { return rank_; }
+  int world_size() const { return world_size_; }
+  const std::string& backend_name() const { return backend_name_; }
+  c10d::Backend& backend() { return *backend_; }
+  const c10::intrusive_ptr<c10d::Backend>& backend_ptr() const { return backend_; }
+  c10d::Store& store() { return *store_; }
+
+  // Blocking helpers over the backend; tensors must live on the backend's device.
+  void all_reduce_sum(at::Tensor& t);
+  void broadcast(at::Tensor& t, int root);
+  at::Tensor all_gather(const at::Tensor& t);       // concatenated along dim 0, rank order
+  at::Tensor reduce_scatter_sum(const at::Tensor& t);  // dim 0 split into world_size parts
+  // Sends `out` to (rank + 1) % W and returns what (rank - 1 + W) % W sent.
+  at::Tensor ring_exchange(const at::Tensor& out);
+  void barrier();
+
+ private:
+  ProcessGroup() = default;
+  int rank_ = 0;
+  int world_size_ = 1;
+  std::string backend_name_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Backend> backend_;
+};
+
+// Defined in gloo_backend.cpp / nccl_backend.cpp (each only when its backend is built).
+c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                                                    int world_size, std::chrono::milliseconds timeout);
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                                                    int world_size, int local_rank,
+                                                    std::chrono::milliseconds timeout);
+
+}  // namespace siglip2

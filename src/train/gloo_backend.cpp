@@ -1,0 +1,82 @@
+// The one file that includes ProcessGroupGloo.hpp. LibTorch links Gloo statically but ships no
+// Gloo headers, so this file compiles against Debian's libgloo-dev headers, which are older than
+// the Gloo inside the wheel. docs/distributed.md explains why that is sound for what is done here:
+//  - only out-of-line members of ProcessGroupGloo/Options are called (constructors, the static
+//    device factory, virtual collectives through the library's own vtable), never inline Gloo code;
+//  - objects are allocated with spare room after them, filled with a canary that is checked after
+//    the library's constructor ran: if the library's idea of the object were larger than ours,
+//    its constructor would have written there, and we refuse to go on;
+//  - the fields we write (Options::devices, Options::threads) are checked against the values the
+//    library's constructor put there before we touch them.
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "common/error.hpp"
+#include "train/distributed.hpp"
+#include "train/gloo_layout.hpp"
+
+namespace siglip2 {
+namespace {
+
+constexpr unsigned char kCanary = 0xA5;
+
+template <class T, class... Args>
+c10::intrusive_ptr<T> make_with_canary(const char* what, Args&&... args) {
+  char* mem = static_cast<char*>(::operator new(sizeof(T) + kGlooSpareBytes));
+  std::memset(mem + sizeof(T), kCanary, kGlooSpareBytes);
+  T* obj = nullptr;
+  try {
+    obj = new (mem) T(std::forward<Args>(args)...);
+  } catch (...) {
+    ::operator delete(mem);
+    throw;
+  }
+  auto ptr = c10::intrusive_ptr<T>::unsafe_steal_from_new(obj);
+  for (size_t i = 0; i < kGlooSpareBytes; ++i) {
+    if (static_cast<unsigned char>(mem[sizeof(T) + i]) != kCanary) {
+      throw Error(std::string("Gloo layout check failed: the library's ") + what + " is larger than " +
+                  std::to_string(sizeof(T)) + " bytes; the Gloo headers used at build time do not match LibTorch");
+    }
+  }
+  return ptr;
+}
+
+}  // namespace
+
+GlooLayout gloo_layout() {
+  GlooLayout l;
+  l.process_group_bytes = sizeof(c10d::ProcessGroupGloo);
+  l.options_bytes = sizeof(c10d::ProcessGroupGloo::Options);
+  l.options_devices_offset = offsetof(c10d::ProcessGroupGloo::Options, devices);
+  l.options_threads_offset = offsetof(c10d::ProcessGroupGloo::Options, threads);
+  auto opts = make_with_canary<c10d::ProcessGroupGloo::Options>("ProcessGroupGloo::Options",
+                                                                std::chrono::milliseconds(12345));
+  l.options_ctor_threads = opts->threads;
+  l.options_ctor_devices = opts->devices.size();
+  l.options_ctor_timeout_ms = opts->timeout.count();
+  return l;
+}
+
+c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                                                    int world_size, std::chrono::milliseconds timeout) {
+  using Gloo = c10d::ProcessGroupGloo;
+  auto opts = make_with_canary<Gloo::Options>("ProcessGroupGloo::Options", timeout);
+  if (opts->threads != 2 || !opts->devices.empty() || opts->timeout != timeout)
+    throw Error("Gloo layout check failed: ProcessGroupGloo::Options fields are not where the headers put them");
+  const char* iface = std::getenv("GLOO_SOCKET_IFNAME");
+  if (iface && *iface) {
+    opts->devices.push_back(Gloo::createDeviceForInterface(iface));
+  } else {
+    const char* host = std::getenv("SIGLIP2_GLOO_HOST");
+    opts->devices.push_back(host && *host ? Gloo::createDeviceForHostname(host) : Gloo::createDefaultDevice());
+  }
+  opts->threads = 2;
+  auto pg = make_with_canary<Gloo>("ProcessGroupGloo", store, rank, world_size, opts);
+  return pg;
+}
+
+}  // namespace siglip2

@@ -1,0 +1,175 @@
+#include "common/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "train/config.hpp"
+
+namespace siglip2 {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("siglip2_config_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& text) {
+    fs::path p = dir_ / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  // Loads a RunConfig and returns the ConfigError message ("" when it loads).
+  std::string error_of(const std::string& file, const std::vector<std::string>& overrides = {}) {
+    try {
+      config::load<RunConfig>(file, overrides);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  }
+  fs::path dir_;
+};
+
+TEST_F(ConfigTest, DefaultsAndValuesAreRead) {
+  auto f = write("run.yaml", "train:\n  total_steps: 100\n  batch_size: 64\noptimizer:\n  lr: 3.0e-4\nschedule:\n  warmup_steps: 10\n");
+  RunConfig c = config::load<RunConfig>(f);
+  EXPECT_EQ(c.train.total_steps, 100);
+  EXPECT_EQ(c.train.batch_size, 64);
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-4);
+  EXPECT_DOUBLE_EQ(c.optimizer.beta2, 0.95);  // default kept
+  EXPECT_EQ(c.schedule.type, "cosine");
+}
+
+TEST_F(ConfigTest, TypoNamesKeyLocationAndSuggestion) {
+  auto f = write("run.yaml", "train:\n  total_steps: 10\noptimiser:\n  lr: 1.0\n");
+  std::string e = error_of(f);
+  EXPECT_NE(e.find(f + ":3:1: optimiser: unknown key"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'optimizer'?"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, NestedTypoSuggestsWithinSection) {
+  auto f = write("run.yaml", "train:\n  total_steps: 10\n  batch_sise: 8\n");
+  std::string e = error_of(f);
+  EXPECT_NE(e.find(f + ":3:3: train.batch_sise: unknown key; did you mean 'batch_size'?"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, FarOffKeyListsValidKeys) {
+  auto f = write("run.yaml", "train:\n  total_steps: 10\nschedule:\n  zzzzzzzzzz: 1\n");
+  std::string e = error_of(f);
+  EXPECT_NE(e.find("valid keys: type, warmup_steps, end_fraction"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, WrongTypesAreNamed) {
+  EXPECT_NE(error_of(write("a.yaml", "train:\n  total_steps: ten\n")).find(":2:16: train.total_steps: expected an integer, got 'ten'"),
+            std::string::npos);
+  EXPECT_NE(error_of(write("b.yaml", "train:\n  total_steps: 5\noptimizer:\n  lr: \"0.1\"\n"))
+                .find("optimizer.lr: expected a finite number, got '0.1'"),
+            std::string::npos);
+  EXPECT_NE(error_of(write("c.yaml", "train:\n  total_steps: 5\n  batch_size: [1, 2]\n"))
+                .find("train.batch_size: expected an integer, got a list"),
+            std::string::npos);
+  EXPECT_NE(error_of(write("d.yaml", "train: 5\n")).find("train: expected a section"), std::string::npos);
+  EXPECT_NE(error_of(write("e.yaml", "train:\n  total_steps: 5\nmodel:\n  vision:\n    naflex: yes\n"))
+                .find("model.vision.naflex: expected true or false, got 'yes'"),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, RangeChecksAndRequiredValues) {
+  std::string e = error_of(write("a.yaml", "train:\n  total_steps: 5\noptimizer:\n  beta2: 1.5\n"));
+  EXPECT_NE(e.find(":4:10: optimizer.beta2: must be in [0.000000, 1.000000] (got 1.5)"), std::string::npos) << e;
+  e = error_of(write("b.yaml", "optimizer:\n  lr: 0.1\n"));
+  EXPECT_NE(e.find("train.total_steps: required value is missing"), std::string::npos) << e;
+  e = error_of(write("c.yaml", "train:\n  total_steps: 5\nschedule:\n  type: linear\n"));
+  EXPECT_NE(e.find("schedule.type: must be one of: cosine, rsqrt, constant (got linear)"), std::string::npos) << e;
+  e = error_of(write("d.yaml", "train:\n  total_steps: 5\nmodel:\n  vision:\n    hidden_size: 100\n"));
+  EXPECT_NE(e.find("model.vision: num_attention_heads must divide hidden_size"), std::string::npos) << e;
+  e = error_of(write("e.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 6\n"));
+  EXPECT_NE(e.find("schedule.warmup_steps exceeds train.total_steps"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, BaseInheritanceMergesMapsAndReplacesLists) {
+  write("models/tiny.yaml", "model:\n  name: tiny\n  vision:\n    hidden_size: 64\n    num_attention_heads: 2\n");
+  write("common.yaml", "optimizer:\n  lr: 0.5\n  frozen: ['a', 'b']\ntrain:\n  total_steps: 7\nschedule:\n  warmup_steps: 0\n");
+  auto f = write("run.yaml",
+                 "base: [models/tiny.yaml, common.yaml]\noptimizer:\n  frozen: ['c']\nmodel:\n  vision:\n    "
+                 "patch_size: 8\n");
+  RunConfig c = config::load<RunConfig>(f);
+  EXPECT_EQ(c.model.name, "tiny");
+  EXPECT_EQ(c.model.vision.hidden_size, 64);
+  EXPECT_EQ(c.model.vision.patch_size, 8);
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 0.5);
+  EXPECT_EQ(c.optimizer.frozen, std::vector<std::string>({"c"}));
+  EXPECT_EQ(c.train.total_steps, 7);
+}
+
+TEST_F(ConfigTest, ErrorsPointIntoTheBaseFileThatSetTheValue) {
+  auto base = write("base.yaml", "train:\n  total_steps: 5\n  log_every: -1\n");
+  auto f = write("run.yaml", "base: base.yaml\n");
+  std::string e = error_of(f);
+  EXPECT_NE(e.find(base + ":3:14: train.log_every: must be greater than 0"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, BaseCyclesAndMissingBasesAreErrors) {
+  write("a.yaml", "base: b.yaml\n");
+  write("b.yaml", "base: a.yaml\n");
+  EXPECT_NE(error_of((dir_ / "a.yaml").string()).find("cycle in base"), std::string::npos);
+  auto f = write("c.yaml", "base: nowhere.yaml\n");
+  EXPECT_NE(error_of(f).find(f + ":1:7: base file"), std::string::npos);
+  EXPECT_NE(error_of((dir_ / "missing.yaml").string()).find("config file not found"), std::string::npos);
+}
+
+TEST_F(ConfigTest, OverridesApplyInOrderAndAreNamedInErrors) {
+  auto f = write("run.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 1\n");
+  RunConfig c = config::load<RunConfig>(
+      f, {"optimizer.lr=2e-3", "optimizer.frozen=[x, y]", "optimizer.lr=4e-3", "model.vision.naflex=true"});
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 4e-3);
+  EXPECT_EQ(c.optimizer.frozen, std::vector<std::string>({"x", "y"}));
+  EXPECT_TRUE(c.model.vision.naflex);
+  std::string e = error_of(f, {"optimizer.lrr=1"});
+  EXPECT_NE(e.find("--set optimizer.lrr=1: optimizer.lrr: unknown key; did you mean 'lr'?"), std::string::npos) << e;
+  EXPECT_NE(error_of(f, {"novalue"}).find("expected KEY=VALUE"), std::string::npos);
+}
+
+TEST_F(ConfigTest, DuplicateKeysAndInvalidYamlAreErrors) {
+  auto f = write("dup.yaml", "train:\n  total_steps: 5\n  total_steps: 6\n");
+  EXPECT_NE(error_of(f).find(":3:3: duplicate key 'total_steps'"), std::string::npos) << error_of(f);
+  auto g = write("bad.yaml", "train: [1, 2\n");
+  EXPECT_NE(error_of(g).find("invalid YAML"), std::string::npos);
+}
+
+TEST_F(ConfigTest, DumpReloadsToTheSameConfig) {
+  auto f = write("run.yaml", "train:\n  total_steps: 5\n  out_dir: '123'\nschedule:\n  warmup_steps: 2\noptimizer:\n  lr: 1.0\n  frozen: ['^vision_model\\.']\n");
+  RunConfig c = config::load<RunConfig>(f);
+  std::string dumped = config::dump(c);
+  auto g = write("dumped.yaml", dumped);
+  RunConfig d = config::load<RunConfig>(g);
+  EXPECT_EQ(config::dump(d), dumped);
+  EXPECT_EQ(d.train.out_dir, "123");  // a string that looks like a number stays a string
+  EXPECT_DOUBLE_EQ(d.optimizer.lr, 1.0);
+  EXPECT_NE(dumped.find("lr: 1.0\n"), std::string::npos) << dumped;  // floats keep their decimal point
+}
+
+TEST_F(ConfigTest, KeyListCoversEveryField) {
+  auto keys = config::list_keys<RunConfig>();
+  auto has = [&](const std::string& p) {
+    return std::any_of(keys.begin(), keys.end(), [&](const config::KeyInfo& k) { return k.path == p; });
+  };
+  EXPECT_TRUE(has("optimizer.lr"));
+  EXPECT_TRUE(has("model.vision.patch_size"));
+  EXPECT_TRUE(has("dist.backend"));
+  auto steps = std::find_if(keys.begin(), keys.end(), [](const config::KeyInfo& k) { return k.path == "train.total_steps"; });
+  ASSERT_NE(steps, keys.end());
+  EXPECT_TRUE(steps->required);
+  EXPECT_EQ(steps->type, "int");
+}
+
+}  // namespace
+}  // namespace siglip2
