@@ -1,5 +1,5 @@
 #pragma once
-// Strict reader and writer for the safetensors format (docs/spec hf_interop.md §6): every file is
+// Strict reader and writer for the safetensors format (hf_interop spec §6): every file is
 // validated in full when it is opened, and every violation is a siglip2::Error naming the file, the
 // tensor and the rule.
 #include <ATen/core/Tensor.h>
