@@ -1,7 +1,7 @@
 // `siglip2 comm-check`: joins the process group the launcher describes, runs every collective the
 // trainer uses on known values, checks the results, and measures all-reduce bandwidth.
-#include <CLI/CLI.hpp>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <iostream>
@@ -76,8 +76,8 @@ void run_comm_check(const CommCheckArgs& a) {
   pg->barrier();
   if (r == 0) {
     std::cout << "comm-check: ok | backend " << backend << " | world " << w << " | launcher " << env.launcher
-              << " | rendezvous " << join_s << " s | all_reduce " << a.size_mb << " MB: " << secs * 1e3
-              << " ms, algbw " << algbw << " GB/s, busbw " << busbw << " GB/s" << std::endl;
+              << " | rendezvous " << join_s << " s | all_reduce " << a.size_mb << " MB: " << secs * 1e3 << " ms, algbw "
+              << algbw << " GB/s, busbw " << busbw << " GB/s" << std::endl;
   }
 }
 

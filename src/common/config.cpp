@@ -39,16 +39,21 @@ namespace {
 
 const char* kind_name(ConfigValue::Kind k) {
   switch (k) {
-    case ConfigValue::Kind::Null: return "nothing (null)";
-    case ConfigValue::Kind::Scalar: return "a scalar";
-    case ConfigValue::Kind::Sequence: return "a list";
-    case ConfigValue::Kind::Map: return "a section";
+    case ConfigValue::Kind::Null:
+      return "nothing (null)";
+    case ConfigValue::Kind::Scalar:
+      return "a scalar";
+    case ConfigValue::Kind::Sequence:
+      return "a list";
+    case ConfigValue::Kind::Map:
+      return "a section";
   }
   return "?";
 }
 
 const ConfigValue& expect_scalar(const ConfigValue& v, const std::string& path, const char* what) {
-  if (v.kind != ConfigValue::Kind::Scalar) fail(v.loc, path, std::string("expected ") + what + ", got " + kind_name(v.kind));
+  if (v.kind != ConfigValue::Kind::Scalar)
+    fail(v.loc, path, std::string("expected ") + what + ", got " + kind_name(v.kind));
   return v;
 }
 
@@ -61,7 +66,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     for (size_t j = 1; j <= b.size(); ++j) {
       size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.size()][b.size()];
@@ -69,8 +75,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 bool looks_like_non_string(const std::string& s) {
   if (s.empty()) return true;
-  static const char* special[] = {"true", "false", "True", "False", "TRUE", "FALSE", "yes", "no", "on",
-                                  "off", "null", "Null", "NULL", "~", "y", "n"};
+  static const char* special[] = {"true", "false", "True", "False", "TRUE", "FALSE", "yes", "no",
+                                  "on",   "off",   "null", "Null",  "NULL", "~",     "y",   "n"};
   for (const char* w : special)
     if (s == w) return true;
   char* end = nullptr;
@@ -180,8 +186,10 @@ std::string format_double(double v) {
   // and write exponents as YAML 1.1 readers (PyYAML) also take them: "1e-06" -> "1.0e-06".
   size_t e = s.find_first_of("eE");
   if (s.find_first_of(".n") == std::string::npos) {
-    if (e == std::string::npos) s += ".0";
-    else s.insert(e, ".0");
+    if (e == std::string::npos)
+      s += ".0";
+    else
+      s.insert(e, ".0");
   }
   return s;
 }

@@ -41,8 +41,7 @@ Check<T> greater_than(T lo) {
 template <class T>
 Check<T> in_range(T lo, T hi) {
   return [lo, hi](const T& v) {
-    return v >= lo && v <= hi ? std::string()
-                              : "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    return v >= lo && v <= hi ? std::string() : "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
   };
 }
 Check<std::string> one_of(std::vector<std::string> choices);
@@ -71,8 +70,7 @@ struct AnyVisitor {
 template <class T, class = void>
 struct is_section : std::false_type {};
 template <class T>
-struct is_section<T, std::void_t<decltype(std::declval<T&>().visit(std::declval<AnyVisitor&>()))>>
-    : std::true_type {};
+struct is_section<T, std::void_t<decltype(std::declval<T&>().visit(std::declval<AnyVisitor&>()))>> : std::true_type {};
 
 // A section may define `std::string check() const` for rules that span fields ("" = fine).
 template <class T, class = void>
@@ -102,13 +100,20 @@ std::string suggest(const std::string& key, const std::vector<std::string>& vali
 
 template <class T>
 std::string type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "bool";
-  else if constexpr (std::is_integral_v<T>) return "int";
-  else if constexpr (std::is_floating_point_v<T>) return "float";
-  else if constexpr (std::is_same_v<T, std::string>) return "string";
-  else if constexpr (is_vector<T>::value) return "list of " + type_name<typename T::value_type>();
-  else if constexpr (is_optional<T>::value) return type_name<typename T::value_type>() + " or null";
-  else return "section";
+  if constexpr (std::is_same_v<T, bool>)
+    return "bool";
+  else if constexpr (std::is_integral_v<T>)
+    return "int";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "float";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "string";
+  else if constexpr (is_vector<T>::value)
+    return "list of " + type_name<typename T::value_type>();
+  else if constexpr (is_optional<T>::value)
+    return type_name<typename T::value_type>() + " or null";
+  else
+    return "section";
 }
 
 }  // namespace detail

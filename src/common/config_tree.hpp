@@ -19,11 +19,11 @@ struct ConfigValue {
   enum class Kind { Null, Scalar, Sequence, Map };
 
   Kind kind = Kind::Null;
-  std::string scalar;  // the text of a scalar, unparsed
+  std::string scalar;   // the text of a scalar, unparsed
   bool quoted = false;  // the scalar was written in quotes: it is a string, never a number or a bool
   std::vector<ConfigValue> items;
   std::vector<std::pair<std::string, ConfigValue>> entries;  // in file order
-  std::vector<SourceLoc> key_locs;                            // one per entry
+  std::vector<SourceLoc> key_locs;                           // one per entry
   SourceLoc loc;
 
   ConfigValue* find(const std::string& key);

@@ -15,7 +15,9 @@
 namespace siglip2 {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 std::string temp_name_for(const std::filesystem::path& target) {
   std::random_device rd;

@@ -16,11 +16,16 @@ std::string pattern_for(int rank, int world_size) {
 
 spdlog::level::level_enum to_spdlog(LogLevel level) {
   switch (level) {
-    case LogLevel::kTrace: return spdlog::level::trace;
-    case LogLevel::kDebug: return spdlog::level::debug;
-    case LogLevel::kInfo: return spdlog::level::info;
-    case LogLevel::kWarn: return spdlog::level::warn;
-    case LogLevel::kError: return spdlog::level::err;
+    case LogLevel::kTrace:
+      return spdlog::level::trace;
+    case LogLevel::kDebug:
+      return spdlog::level::debug;
+    case LogLevel::kInfo:
+      return spdlog::level::info;
+    case LogLevel::kWarn:
+      return spdlog::level::warn;
+    case LogLevel::kError:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -38,7 +43,7 @@ spdlog::logger& logger() {
 }  // namespace
 
 void setup_logging(int verbosity) {
-  LogLevel level = verbosity <= -2 ? LogLevel::kError
+  LogLevel level = verbosity <= -2   ? LogLevel::kError
                    : verbosity == -1 ? LogLevel::kWarn
                    : verbosity == 0  ? LogLevel::kInfo
                    : verbosity == 1  ? LogLevel::kDebug
@@ -46,10 +51,16 @@ void setup_logging(int verbosity) {
   logger().set_level(to_spdlog(level));
 }
 
-void set_log_rank(int rank, int world_size) { logger().set_pattern(pattern_for(rank, world_size)); }
+void set_log_rank(int rank, int world_size) {
+  logger().set_pattern(pattern_for(rank, world_size));
+}
 
-bool log_enabled(LogLevel level) { return logger().should_log(to_spdlog(level)); }
+bool log_enabled(LogLevel level) {
+  return logger().should_log(to_spdlog(level));
+}
 
-void log_message(LogLevel level, const std::string& message) { logger().log(to_spdlog(level), message); }
+void log_message(LogLevel level, const std::string& message) {
+  logger().log(to_spdlog(level), message);
+}
 
 }  // namespace siglip2

@@ -68,8 +68,7 @@ struct TextConfig {
     v("num_attention_heads", num_attention_heads, "attention heads (must divide hidden_size)",
       greater_than<int64_t>(0));
     v("max_position_embeddings", max_position_embeddings, "text length in tokens", greater_than<int64_t>(0));
-    v("projection_size", projection_size, "output width of the text head; 0 means hidden_size",
-      at_least<int64_t>(0));
+    v("projection_size", projection_size, "output width of the text head; 0 means hidden_size", at_least<int64_t>(0));
     v("layer_norm_eps", layer_norm_eps, "LayerNorm epsilon", greater_than(0.0));
   }
   std::string check() const {

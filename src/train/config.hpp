@@ -16,8 +16,8 @@ struct OptimizerConfig {
   double beta1 = 0.9;
   double beta2 = 0.95;  // SigLIP 1 found 0.95 stabilises large-batch training
   double eps = 1e-8;
-  double weight_decay = 1e-4;  // decoupled, big_vision style: not multiplied by lr
-  double grad_clip_norm = 1.0;  // global norm; 0 disables clipping
+  double weight_decay = 1e-4;       // decoupled, big_vision style: not multiplied by lr
+  double grad_clip_norm = 1.0;      // global norm; 0 disables clipping
   std::vector<std::string> frozen;  // regular expressions over parameter names
 
   template <class V>

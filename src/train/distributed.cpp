@@ -34,8 +34,8 @@ int env_int(const char* name, int fallback, int min_value) {
 
 void check_env(const DistEnv& e) {
   if (e.rank >= e.world_size)
-    throw ConfigError("rank " + std::to_string(e.rank) + " is not below world size " +
-                      std::to_string(e.world_size) + " (" + e.launcher + " variables)");
+    throw ConfigError("rank " + std::to_string(e.rank) + " is not below world size " + std::to_string(e.world_size) +
+                      " (" + e.launcher + " variables)");
   if (e.master_port <= 0 || e.master_port > 65535)
     throw ConfigError("MASTER_PORT=" + std::to_string(e.master_port) + " is not a TCP port");
 }
@@ -56,9 +56,7 @@ c10::intrusive_ptr<c10d::Store> make_tcp_store(const DistEnv& env, std::chrono::
                 std::to_string(env.rank) + ": " + e.what());
   }
   // A prefix per torchrun restart keeps keys of a failed attempt from leaking into the next one.
-  return c10::make_intrusive<c10d::PrefixStore>(
-      "siglip2/attempt_" + std::to_string(env.restart_count), tcp);
-
+  return c10::make_intrusive<c10d::PrefixStore>("siglip2/attempt_" + std::to_string(env.restart_count), tcp);
 }
 
 }  // namespace
@@ -146,7 +144,8 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const DistEnv& env, const std
 #if SIGLIP2_CONFIG_GLOO
       pg->backend_ = make_gloo_backend(pg->store_, env.rank, env.world_size, timeout);
 #else
-      throw ConfigError("this build has no Gloo backend (configure with the Gloo headers: apt-get install libgloo-dev)");
+      throw ConfigError(
+          "this build has no Gloo backend (configure with the Gloo headers: apt-get install libgloo-dev)");
 #endif
     } else if (backend == "nccl") {
 #if SIGLIP2_CONFIG_NCCL
@@ -229,6 +228,8 @@ at::Tensor ProcessGroup::ring_exchange(const at::Tensor& out) {
   return recv[0];
 }
 
-void ProcessGroup::barrier() { backend_->barrier()->wait(); }
+void ProcessGroup::barrier() {
+  backend_->barrier()->wait();
+}
 
 }  // namespace siglip2

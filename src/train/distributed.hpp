@@ -53,7 +53,7 @@ class ProcessGroup {
   // Blocking helpers over the backend; tensors must live on the backend's device.
   void all_reduce_sum(at::Tensor& t);
   void broadcast(at::Tensor& t, int root);
-  at::Tensor all_gather(const at::Tensor& t);       // concatenated along dim 0, rank order
+  at::Tensor all_gather(const at::Tensor& t);          // concatenated along dim 0, rank order
   at::Tensor reduce_scatter_sum(const at::Tensor& t);  // dim 0 split into world_size parts
   // Sends `out` to (rank + 1) % W and returns what (rank - 1 + W) % W sent.
   at::Tensor ring_exchange(const at::Tensor& out);
@@ -72,7 +72,6 @@ class ProcessGroup {
 c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
                                                     int world_size, std::chrono::milliseconds timeout);
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
-                                                    int world_size, int local_rank,
-                                                    std::chrono::milliseconds timeout);
+                                                    int world_size, int local_rank, std::chrono::milliseconds timeout);
 
 }  // namespace siglip2

@@ -53,8 +53,8 @@ GlooLayout gloo_layout() {
   l.options_bytes = sizeof(c10d::ProcessGroupGloo::Options);
   l.options_devices_offset = offsetof(c10d::ProcessGroupGloo::Options, devices);
   l.options_threads_offset = offsetof(c10d::ProcessGroupGloo::Options, threads);
-  auto opts = make_with_canary<c10d::ProcessGroupGloo::Options>("ProcessGroupGloo::Options",
-                                                                std::chrono::milliseconds(12345));
+  auto opts =
+      make_with_canary<c10d::ProcessGroupGloo::Options>("ProcessGroupGloo::Options", std::chrono::milliseconds(12345));
   l.options_ctor_threads = opts->threads;
   l.options_ctor_devices = opts->devices.size();
   l.options_ctor_timeout_ms = opts->timeout.count();

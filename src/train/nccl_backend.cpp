@@ -12,8 +12,7 @@
 namespace siglip2 {
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
-                                                    int world_size, int local_rank,
-                                                    std::chrono::milliseconds timeout) {
+                                                    int world_size, int local_rank, std::chrono::milliseconds timeout) {
   int devices = c10::cuda::device_count();
   if (devices == 0) throw Error("the NCCL backend needs a CUDA device, and none is visible");
   if (local_rank >= devices)

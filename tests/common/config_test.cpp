@@ -39,7 +39,9 @@ class ConfigTest : public ::testing::Test {
 };
 
 TEST_F(ConfigTest, DefaultsAndValuesAreRead) {
-  auto f = write("run.yaml", "train:\n  total_steps: 100\n  batch_size: 64\noptimizer:\n  lr: 3.0e-4\nschedule:\n  warmup_steps: 10\n");
+  auto f =
+      write("run.yaml",
+            "train:\n  total_steps: 100\n  batch_size: 64\noptimizer:\n  lr: 3.0e-4\nschedule:\n  warmup_steps: 10\n");
   RunConfig c = config::load<RunConfig>(f);
   EXPECT_EQ(c.train.total_steps, 100);
   EXPECT_EQ(c.train.batch_size, 64);
@@ -68,7 +70,8 @@ TEST_F(ConfigTest, FarOffKeyListsValidKeys) {
 }
 
 TEST_F(ConfigTest, WrongTypesAreNamed) {
-  EXPECT_NE(error_of(write("a.yaml", "train:\n  total_steps: ten\n")).find(":2:16: train.total_steps: expected an integer, got 'ten'"),
+  EXPECT_NE(error_of(write("a.yaml", "train:\n  total_steps: ten\n"))
+                .find(":2:16: train.total_steps: expected an integer, got 'ten'"),
             std::string::npos);
   EXPECT_NE(error_of(write("b.yaml", "train:\n  total_steps: 5\noptimizer:\n  lr: \"0.1\"\n"))
                 .find("optimizer.lr: expected a finite number, got '0.1'"),
@@ -97,7 +100,8 @@ TEST_F(ConfigTest, RangeChecksAndRequiredValues) {
 
 TEST_F(ConfigTest, BaseInheritanceMergesMapsAndReplacesLists) {
   write("models/tiny.yaml", "model:\n  name: tiny\n  vision:\n    hidden_size: 64\n    num_attention_heads: 2\n");
-  write("common.yaml", "optimizer:\n  lr: 0.5\n  frozen: ['a', 'b']\ntrain:\n  total_steps: 7\nschedule:\n  warmup_steps: 0\n");
+  write("common.yaml",
+        "optimizer:\n  lr: 0.5\n  frozen: ['a', 'b']\ntrain:\n  total_steps: 7\nschedule:\n  warmup_steps: 0\n");
   auto f = write("run.yaml",
                  "base: [models/tiny.yaml, common.yaml]\noptimizer:\n  frozen: ['c']\nmodel:\n  vision:\n    "
                  "patch_size: 8\n");
@@ -146,7 +150,9 @@ TEST_F(ConfigTest, DuplicateKeysAndInvalidYamlAreErrors) {
 }
 
 TEST_F(ConfigTest, DumpReloadsToTheSameConfig) {
-  auto f = write("run.yaml", "train:\n  total_steps: 5\n  out_dir: '123'\nschedule:\n  warmup_steps: 2\noptimizer:\n  lr: 1.0\n  frozen: ['^vision_model\\.']\n");
+  auto f = write("run.yaml",
+                 "train:\n  total_steps: 5\n  out_dir: '123'\nschedule:\n  warmup_steps: 2\noptimizer:\n  lr: 1.0\n  "
+                 "frozen: ['^vision_model\\.']\n");
   RunConfig c = config::load<RunConfig>(f);
   std::string dumped = config::dump(c);
   auto g = write("dumped.yaml", dumped);
@@ -165,7 +171,8 @@ TEST_F(ConfigTest, KeyListCoversEveryField) {
   EXPECT_TRUE(has("optimizer.lr"));
   EXPECT_TRUE(has("model.vision.patch_size"));
   EXPECT_TRUE(has("dist.backend"));
-  auto steps = std::find_if(keys.begin(), keys.end(), [](const config::KeyInfo& k) { return k.path == "train.total_steps"; });
+  auto steps =
+      std::find_if(keys.begin(), keys.end(), [](const config::KeyInfo& k) { return k.path == "train.total_steps"; });
   ASSERT_NE(steps, keys.end());
   EXPECT_TRUE(steps->required);
   EXPECT_EQ(steps->type, "int");

@@ -22,9 +22,8 @@ class EnvGuard {
  public:
   explicit EnvGuard(std::vector<std::pair<std::string, std::string>> vars) {
     for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                          "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT", "SLURM_PROCID",
-                          "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_NODELIST",
-                          "SLURM_NTASKS_PER_NODE"}) {
+                          "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT", "SLURM_PROCID", "SLURM_NTASKS",
+                          "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_NTASKS_PER_NODE"}) {
       const char* old = std::getenv(n);
       saved_.emplace_back(n, old ? std::optional<std::string>(old) : std::nullopt);
       unsetenv(n);
@@ -48,8 +47,13 @@ TEST(DistEnv, SingleProcessWithoutLauncher) {
 }
 
 TEST(DistEnv, Torchrun) {
-  EnvGuard g({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.1.2.3"},
-              {"MASTER_PORT", "1234"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "2"}});
+  EnvGuard g({{"RANK", "3"},
+              {"WORLD_SIZE", "8"},
+              {"LOCAL_RANK", "1"},
+              {"MASTER_ADDR", "10.1.2.3"},
+              {"MASTER_PORT", "1234"},
+              {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+              {"TORCHELASTIC_RESTART_COUNT", "2"}});
   DistEnv e = dist_env_from_environment();
   EXPECT_EQ(e.launcher, "torchrun");
   EXPECT_EQ(e.rank, 3);
@@ -62,8 +66,8 @@ TEST(DistEnv, Torchrun) {
 }
 
 TEST(DistEnv, Slurm) {
-  EnvGuard g({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "5"},
-              {"SLURM_JOB_NODELIST", "gpu[010-011]"}});
+  EnvGuard g(
+      {{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "5"}, {"SLURM_JOB_NODELIST", "gpu[010-011]"}});
   DistEnv e = dist_env_from_environment();
   EXPECT_EQ(e.launcher, "slurm");
   EXPECT_EQ(e.rank, 5);
@@ -87,7 +91,6 @@ TEST(DistEnv, InconsistentValuesNameTheVariable) {
     }
   }
 }
-
 
 }  // namespace
 }  // namespace siglip2

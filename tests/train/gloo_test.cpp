@@ -1,8 +1,8 @@
 // Gloo compiled against headers that are not the wheel's own: the layout checks and the collectives,
 // also built under AddressSanitizer and UndefinedBehaviorSanitizer (gloo_asan_tests).
 #include <gtest/gtest.h>
-#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 
 #include <cstdlib>
 #include <thread>
