@@ -9,5 +9,6 @@ namespace siglip2::cli {
 
 void add_config_command(CLI::App& app);
 void add_comm_check_command(CLI::App& app);
+void add_model_info_command(CLI::App& app);
 
 }  // namespace siglip2::cli

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
 
   siglip2::cli::add_config_command(app);
   siglip2::cli::add_comm_check_command(app);
+  siglip2::cli::add_model_info_command(app);
 
   if (argc > 1 && argv[1][0] != '-' && !has_subcommand(app, argv[1])) {
     std::string names;

@@ -30,7 +30,8 @@ struct VisionConfig {
       greater_than<int64_t>(0));
     v("num_channels", num_channels, "input image channels", greater_than<int64_t>(0));
     v("patch_size", patch_size, "patch side in pixels", greater_than<int64_t>(0));
-    v("image_size", image_size, "fixed-resolution input side in pixels (multiple of patch_size)",
+    v("image_size", image_size,
+      "fixed-resolution input side in pixels (a remainder after whole patches is ignored, e.g. 384 at patch 14)",
       greater_than<int64_t>(0));
     v("naflex", naflex, "NaFlex tower: native aspect ratio, variable sequence length");
     v("num_patches", num_patches, "NaFlex: positions in the learned square grid (256 = 16x16)",
@@ -39,7 +40,7 @@ struct VisionConfig {
   }
   std::string check() const {
     if (hidden_size % num_attention_heads != 0) return "num_attention_heads must divide hidden_size";
-    if (!naflex && image_size % patch_size != 0) return "image_size must be a multiple of patch_size";
+    if (!naflex && image_size < patch_size) return "image_size must be at least patch_size";
     int64_t side = 0;
     while (side * side < num_patches) ++side;
     if (naflex && side * side != num_patches) return "num_patches must be a perfect square";

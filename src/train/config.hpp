@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "data/config.hpp"
 #include "models/config.hpp"
 
 namespace siglip2 {
@@ -92,6 +93,8 @@ struct TrainConfig {
 
 struct RunConfig {
   ModelConfig model;
+  ImageConfig image;
+  TokenizerConfig tokenizer;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   TrainConfig train;
@@ -100,6 +103,8 @@ struct RunConfig {
   template <class V>
   void visit(V& v) {
     v("model", model, "the two towers (presets in configs/models/)");
+    v("image", image, "image preprocessing");
+    v("tokenizer", tokenizer, "text tokenization");
     v("optimizer", optimizer, "optimizer");
     v("schedule", schedule, "learning-rate schedule");
     v("train", train, "training loop");

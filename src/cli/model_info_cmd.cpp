@@ -1,0 +1,43 @@
+// `siglip2 model-info PRESET|CONFIG`: parameter counts of the two towers, from the config alone.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <string>
+
+#include "cli/commands.hpp"
+#include "cli/presets.hpp"
+#include "common/config.hpp"
+#include "common/error.hpp"
+#include "models/config.hpp"
+#include "models/siglip2.hpp"
+
+namespace siglip2::cli {
+
+void add_model_info_command(CLI::App& app) {
+  auto target = std::make_shared<std::string>();
+  auto list = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("model-info",
+                                 "print a model's parameter counts (vision, text, total; training-only parts "
+                                 "excluded) as JSON");
+  cmd->add_option("model", *target, "a preset name (see --list) or a config file with a model: section");
+  cmd->add_flag("--list", *list, "list the model presets");
+  cmd->callback([target, list] {
+    if (*list) {
+      for (const auto& n : model_preset_names()) std::cout << n << "\n";
+      return;
+    }
+    if (target->empty()) throw UsageError("model-info needs a preset name or a config file (or --list)");
+    std::string path = resolve_model_preset(*target);
+    ConfigValue tree = load_config_tree(path);
+    const ConfigValue* model = tree.find("model");
+    if (!model) throw ConfigError(path + ": no model: section");
+    ModelConfig cfg{};
+    config::ConfigReader::parse(*model, "model", cfg);
+    ParameterCounts c = count_parameters(cfg);
+    nlohmann::json out = {{"name", cfg.name}, {"vision", c.vision}, {"text", c.text}, {"total", c.total}};
+    std::cout << out.dump() << "\n";
+  });
+}
+
+}  // namespace siglip2::cli

@@ -1,0 +1,110 @@
+#pragma once
+// The SigLIP 2 two-tower model. Parameter names equal the Hugging Face names
+// ("vision_model.embeddings.patch_embedding.weight", "text_model.head.bias", "logit_scale", …), so
+// import and export are a copy plus the documented layout changes (spec: hf_interop.md §2).
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "models/config.hpp"
+#include "models/layers.hpp"
+
+namespace siglip2 {
+
+// Image input. Fixed resolution: pixel_values [B, C, H, W] in [-1, 1]; mask and shapes undefined.
+// NaFlex: pixel_values [B, S, P*P*C] patches in (row, col, channel) order, padded to S;
+// pixel_attention_mask [B, S] (nonzero = real patch); spatial_shapes [B, 2] int64 (rows, cols).
+struct VisionInput {
+  at::Tensor pixel_values;
+  at::Tensor pixel_attention_mask;
+  at::Tensor spatial_shapes;
+};
+
+struct VisionOutput {
+  at::Tensor last_hidden_state;  // [B, S, D] after post_layernorm (what the LocCa decoder attends to)
+  at::Tensor pooler_output;      // [B, D] MAP head output, not normalised
+};
+
+struct VisionEmbeddingsImpl : torch::nn::Module {
+  explicit VisionEmbeddingsImpl(const VisionConfig& c);
+  at::Tensor forward(const VisionInput& in);
+  // The learned position table resized to a (rows, cols) grid: bilinear, antialiased, half-pixel
+  // centres (F.interpolate(align_corners=False, antialias=True)), in float32. [rows*cols, D].
+  at::Tensor resized_positions(int64_t rows, int64_t cols);
+  VisionConfig config;
+  torch::nn::Conv2d patch_conv{nullptr};    // fixed resolution: registered as "patch_embedding"
+  torch::nn::Linear patch_linear{nullptr};  // NaFlex: registered as "patch_embedding"
+  torch::nn::Embedding position_embedding{nullptr};
+};
+TORCH_MODULE(VisionEmbeddings);
+
+struct VisionTransformerImpl : torch::nn::Module {
+  explicit VisionTransformerImpl(const VisionConfig& c);
+  VisionOutput forward(const VisionInput& in);
+  VisionConfig config;
+  VisionEmbeddings embeddings{nullptr};
+  Encoder encoder{nullptr};
+  torch::nn::LayerNorm post_layernorm{nullptr};
+  MapHead head{nullptr};
+};
+TORCH_MODULE(VisionTransformer);
+
+struct TextOutput {
+  at::Tensor last_hidden_state;  // [B, L, Dt] after final_layer_norm
+  at::Tensor pooler_output;      // [B, projection] head(last position), not normalised
+};
+
+struct TextEmbeddingsImpl : torch::nn::Module {
+  explicit TextEmbeddingsImpl(const TextConfig& c);
+  at::Tensor forward(const at::Tensor& input_ids);
+  torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
+};
+TORCH_MODULE(TextEmbeddings);
+
+struct TextTransformerImpl : torch::nn::Module {
+  explicit TextTransformerImpl(const TextConfig& c);
+  // input_ids [B, L], L <= max_position_embeddings, right-padded; no attention mask (as released).
+  TextOutput forward(const at::Tensor& input_ids);
+  TextConfig config;
+  TextEmbeddings embeddings{nullptr};
+  Encoder encoder{nullptr};
+  torch::nn::LayerNorm final_layer_norm{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(TextTransformer);
+
+struct SiglipOutput {
+  at::Tensor image_embeds;      // [Bi, E] L2-normalised
+  at::Tensor text_embeds;       // [Bt, E] L2-normalised
+  at::Tensor logits_per_image;  // [Bi, Bt] = exp(logit_scale) * img @ txt^T + logit_bias
+};
+
+struct Siglip2ModelImpl : torch::nn::Module {
+  explicit Siglip2ModelImpl(const ModelConfig& c);
+  VisionOutput encode_image(const VisionInput& in);
+  TextOutput encode_text(const at::Tensor& input_ids);
+  SiglipOutput forward(const VisionInput& images, const at::Tensor& input_ids);
+  // Initialisation of a model trained from scratch (spec: recipe.md §1.3–1.6, hf_interop.md §3.7).
+  void reset_parameters(uint64_t seed);
+  ModelConfig config;
+  VisionTransformer vision_model{nullptr};
+  TextTransformer text_model{nullptr};
+  at::Tensor logit_scale;  // [1], log temperature: init log(10)
+  at::Tensor logit_bias;   // [1], init -10
+};
+TORCH_MODULE(Siglip2Model);
+
+// L2 normalisation without epsilon, as transformers does.
+at::Tensor l2_normalize(const at::Tensor& x);
+
+struct ParameterCounts {
+  int64_t vision = 0, text = 0, total = 0;
+};
+ParameterCounts count_parameters(Siglip2ModelImpl& model);
+// The same counts from the config alone (no allocation), for any size.
+ParameterCounts count_parameters(const ModelConfig& c);
+
+}  // namespace siglip2
