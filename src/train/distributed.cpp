@@ -208,20 +208,26 @@ at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& t) {
 }
 
 at::Tensor ProcessGroup::ring_exchange(const at::Tensor& out) {
+  return exchange(out, (rank_ + 1) % world_size_, (rank_ - 1 + world_size_) % world_size_);
+}
+
+at::Tensor ProcessGroup::ring_exchange_back(const at::Tensor& out) {
+  return exchange(out, (rank_ - 1 + world_size_) % world_size_, (rank_ + 1) % world_size_);
+}
+
+at::Tensor ProcessGroup::exchange(const at::Tensor& out, int to, int from) {
   if (world_size_ == 1) return out.clone();
   std::vector<at::Tensor> send{out.contiguous()};
   std::vector<at::Tensor> recv{at::empty_like(send[0])};
-  int next = (rank_ + 1) % world_size_;
-  int prev = (rank_ - 1 + world_size_) % world_size_;
   if (backend_name_ == "nccl") {
     // NCCL needs the pair grouped, or every rank blocks in send.
     backend_->startCoalescing();
-    backend_->send(send, next, 0);
-    backend_->recv(recv, prev, 0);
+    backend_->send(send, to, 0);
+    backend_->recv(recv, from, 0);
     backend_->endCoalescing()->wait();
   } else {
-    auto ws = backend_->send(send, next, 0);
-    auto wr = backend_->recv(recv, prev, 0);
+    auto ws = backend_->send(send, to, 0);
+    auto wr = backend_->recv(recv, from, 0);
     ws->wait();
     wr->wait();
   }

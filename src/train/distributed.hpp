@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "common/collectives.hpp"
+
 namespace siglip2 {
 
 struct DistEnv {
@@ -33,7 +35,7 @@ std::string first_slurm_host(const std::string& nodelist);
 bool gloo_available();
 bool nccl_available();
 
-class ProcessGroup {
+class ProcessGroup final : public Collectives {
  public:
   // backend: "gloo" or "nccl" ("auto" must be resolved by the caller). Blocks until every rank has
   // joined or `timeout` passes (then throws siglip2::Error).
@@ -43,24 +45,25 @@ class ProcessGroup {
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
-  int rank() const { return rank_; }
-  int world_size() const { return world_size_; }
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
   const std::string& backend_name() const { return backend_name_; }
   c10d::Backend& backend() { return *backend_; }
   const c10::intrusive_ptr<c10d::Backend>& backend_ptr() const { return backend_; }
   c10d::Store& store() { return *store_; }
 
-  // Blocking helpers over the backend; tensors must live on the backend's device.
-  void all_reduce_sum(at::Tensor& t);
+  // Blocking collectives (see Collectives); tensors must live on the backend's device.
+  void all_reduce_sum(at::Tensor& t) override;
   void broadcast(at::Tensor& t, int root);
-  at::Tensor all_gather(const at::Tensor& t);          // concatenated along dim 0, rank order
-  at::Tensor reduce_scatter_sum(const at::Tensor& t);  // dim 0 split into world_size parts
-  // Sends `out` to (rank + 1) % W and returns what (rank - 1 + W) % W sent.
-  at::Tensor ring_exchange(const at::Tensor& out);
+  at::Tensor all_gather(const at::Tensor& t) override;
+  at::Tensor reduce_scatter_sum(const at::Tensor& t) override;
+  at::Tensor ring_exchange(const at::Tensor& out) override;
+  at::Tensor ring_exchange_back(const at::Tensor& out) override;
   void barrier();
 
  private:
   ProcessGroup() = default;
+  at::Tensor exchange(const at::Tensor& out, int to, int from);
   int rank_ = 0;
   int world_size_ = 1;
   std::string backend_name_;
