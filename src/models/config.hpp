@@ -77,16 +77,34 @@ struct TextConfig {
   }
 };
 
+// The LocCa decoder (training only, never exported): the text tower's width, heads and MLP, half its
+// depth, plus cross-attention to the un-pooled image tokens (spec: recipe.md §3).
+struct DecoderConfig {
+  int64_t num_hidden_layers = 0;  // 0: half the text tower's depth, rounded up (B 6, L 12, So400m 14)
+  int64_t max_length = 64;        // target tokens, task prefix included
+  bool bias = false;              // CapPa's decoder has no biases
+
+  template <class V>
+  void visit(V& v) {
+    v("num_hidden_layers", num_hidden_layers, "decoder blocks; 0 = half the text tower's depth, rounded up",
+      config::at_least<int64_t>(0));
+    v("max_length", max_length, "decoder sequence length (task prefix + target)", config::greater_than<int64_t>(0));
+    v("bias", bias, "biases in the decoder's linear layers (CapPa: none)");
+  }
+};
+
 struct ModelConfig {
   std::string name = "B/16-256";  // a label for logs and exports
   VisionConfig vision;
   TextConfig text;
+  DecoderConfig decoder;
 
   template <class V>
   void visit(V& v) {
     v("name", name, "a label for logs and exported configs");
     v("vision", vision, "image tower");
     v("text", text, "text tower");
+    v("decoder", decoder, "LocCa decoder (training only; not exported)");
   }
 };
 

@@ -1,0 +1,48 @@
+#pragma once
+// LocCa decoder losses (spec: recipe.md §3): captioning, referring expression (caption -> box) and
+// grounded captioning (box -> caption), all three for every example; cross-entropy over the target
+// tokens each task counts, computed in chunks so [tokens, vocabulary] logits never exist at once.
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+#include "common/config.hpp"
+
+namespace siglip2 {
+
+struct TextDecoderImpl;
+
+struct LoccaLossConfig {
+  double parallel_probability = 0.5;  // captioning examples predicted in parallel from mask tokens
+  int64_t chunk_tokens = 4096;        // target tokens per logits chunk (vocabulary 256k: 4 GiB at fp32 for 4096)
+
+  template <class V>
+  void visit(V& v) {
+    v("parallel_probability", parallel_probability,
+      "probability that a captioning example is predicted in parallel from mask tokens (SigLIP 2: 0.5)",
+      config::in_range(0.0, 1.0));
+    v("chunk_tokens", chunk_tokens, "target tokens per chunk of the output softmax", config::greater_than<int64_t>(0));
+  }
+};
+
+// One task for a batch: the target sequence (task prefix included), which positions count in the
+// loss (not the prefix, not padding), and which examples are predicted in parallel (undefined: none).
+struct DecoderTask {
+  at::Tensor targets;    // [B, L] int64
+  at::Tensor loss_mask;  // [B, L] bool
+  at::Tensor parallel;   // [B] bool or undefined
+};
+
+// Teacher forcing: targets shifted right with `start_id` first; parallel examples get mask tokens only.
+at::Tensor decoder_inputs(const DecoderTask& task, int64_t start_id, int64_t mask_id);
+
+// Σ over rows of -log softmax(h W^T + b)[target], computed `chunk` rows at a time in forward and
+// again in backward (nothing of size [rows, V] is kept).
+at::Tensor chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias,
+                                 const at::Tensor& targets, int64_t chunk);
+
+// Mean over tasks of each task's mean cross-entropy per counted token.
+at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens, const at::Tensor& image_keep,
+                      const std::vector<DecoderTask>& tasks, int64_t start_id, const LoccaLossConfig& config);
+
+}  // namespace siglip2
