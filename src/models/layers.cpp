@@ -73,7 +73,9 @@ at::Tensor EncoderImpl::forward(at::Tensor x, const at::Tensor& keep) {
 
 PackedAttentionImpl::PackedAttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
   TORCH_CHECK(width % heads == 0, "attention width ", width, " is not divisible by ", heads, " heads");
-  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * width, width}));
+  // Initialised here too so a tower built on its own is usable; Siglip2Model re-initialises with its seed.
+  in_proj_weight =
+      register_parameter("in_proj_weight", torch::nn::init::xavier_uniform_(torch::empty({3 * width, width})));
   in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * width}));
   out_proj = register_module("out_proj", torch::nn::Linear(width, width));
 }
@@ -89,7 +91,7 @@ at::Tensor PackedAttentionImpl::forward(const at::Tensor& query, const at::Tenso
 }
 
 MapHeadImpl::MapHeadImpl(int64_t width, int64_t mlp_width, int64_t heads, double eps) {
-  probe = register_parameter("probe", torch::empty({1, 1, width}));
+  probe = register_parameter("probe", torch::nn::init::xavier_uniform_(torch::empty({1, 1, width})));
   attention = register_module("attention", PackedAttention(width, heads));
   layernorm = register_module("layernorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(eps)));
   mlp = register_module("mlp", Mlp(width, mlp_width));

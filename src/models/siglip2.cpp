@@ -26,9 +26,13 @@ VisionEmbeddingsImpl::VisionEmbeddingsImpl(const VisionConfig& c) : config(c) {
 
 at::Tensor VisionEmbeddingsImpl::resized_positions(int64_t rows, int64_t cols) {
   const int64_t d = config.hidden_size;
-  const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(config.num_patches))));
+  const int64_t side =
+      static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(position_embedding->weight.size(0)))));
   // Antialiased interpolation has no half-precision CPU kernel, and float32 is what HF uses on CPU.
-  at::Tensor grid = position_embedding->weight.reshape({side, side, d}).permute({2, 0, 1}).unsqueeze(0).to(at::kFloat);
+  at::Tensor grid = position_embedding->weight.reshape({side, side, d})
+                        .permute({2, 0, 1})
+                        .unsqueeze(0)
+                        .to(at::promote_types(position_embedding->weight.scalar_type(), at::kFloat));
   at::Tensor r = torch::nn::functional::interpolate(grid, torch::nn::functional::InterpolateFuncOptions()
                                                               .size(std::vector<int64_t>{rows, cols})
                                                               .mode(torch::kBilinear)
@@ -37,22 +41,38 @@ at::Tensor VisionEmbeddingsImpl::resized_positions(int64_t rows, int64_t cols) {
   return r.reshape({d, rows * cols}).transpose(0, 1).to(position_embedding->weight.scalar_type());
 }
 
+namespace {
+
+// Masked prediction (TIPS): chosen patch embeddings become the mask token before positions are added.
+at::Tensor mask_patches(const at::Tensor& patches, const VisionInput& in) {
+  if (!in.replace_mask.defined()) return patches;
+  TORCH_CHECK(in.mask_token.defined(), "replace_mask needs a mask_token");
+  TORCH_CHECK(in.replace_mask.sizes() == patches.sizes().slice(0, 2),
+              "replace_mask must be [B, S] = ", patches.sizes().slice(0, 2), ", got ", in.replace_mask.sizes());
+  return at::where(in.replace_mask.to(at::kBool).unsqueeze(-1), in.mask_token.to(patches.scalar_type()), patches);
+}
+
+}  // namespace
+
 at::Tensor VisionEmbeddingsImpl::forward(const VisionInput& in) {
   const at::Tensor& x = in.pixel_values;
   if (!config.naflex) {
     TORCH_CHECK(x.dim() == 4 && x.size(1) == config.num_channels, "fixed-resolution pixel_values must be [B, ",
                 config.num_channels, ", H, W], got ", x.sizes());
-    TORCH_CHECK(x.size(2) == config.image_size && x.size(3) == config.image_size, "this model takes ",
-                config.image_size, "x", config.image_size, " images, got ", x.size(2), "x", x.size(3));
-    at::Tensor patches = patch_conv(x.to(patch_conv->weight.scalar_type())).flatten(2).transpose(1, 2);
-    return patches + position_embedding->weight.unsqueeze(0);
+    const bool native = x.size(2) == config.image_size && x.size(3) == config.image_size;
+    TORCH_CHECK(native || in.resize_positions, "this model takes ", config.image_size, "x", config.image_size,
+                " images, got ", x.size(2), "x", x.size(3));
+    at::Tensor conv = patch_conv(x.to(patch_conv->weight.scalar_type()));
+    at::Tensor patches = mask_patches(conv.flatten(2).transpose(1, 2), in);
+    at::Tensor positions = native ? position_embedding->weight : resized_positions(conv.size(2), conv.size(3));
+    return patches + positions.unsqueeze(0);
   }
   const int64_t ppc = config.num_channels * config.patch_size * config.patch_size;
   TORCH_CHECK(x.dim() == 3 && x.size(2) == ppc, "NaFlex pixel_values must be [B, S, ", ppc, "], got ", x.sizes());
   TORCH_CHECK(in.spatial_shapes.defined() && in.spatial_shapes.dim() == 2 && in.spatial_shapes.size(0) == x.size(0) &&
                   in.spatial_shapes.size(1) == 2,
               "NaFlex input needs spatial_shapes [B, 2]");
-  at::Tensor patches = patch_linear(x.to(patch_linear->weight.scalar_type()));
+  at::Tensor patches = mask_patches(patch_linear(x.to(patch_linear->weight.scalar_type())), in);
   const int64_t batch = x.size(0), seq = x.size(1);
   at::Tensor shapes = in.spatial_shapes.to(at::kCPU, at::kLong).contiguous();
   auto acc = shapes.accessor<int64_t, 2>();

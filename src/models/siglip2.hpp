@@ -21,6 +21,12 @@ struct VisionInput {
   at::Tensor pixel_values;
   at::Tensor pixel_attention_mask;
   at::Tensor spatial_shapes;
+  // Training only. Fixed resolution: accept another image size, resizing the position table like
+  // NaFlex does (the self-distillation local crops). Masked prediction: embedded patches where
+  // replace_mask [B, S] is true become mask_token [D] before positions are added.
+  bool resize_positions = false;
+  at::Tensor replace_mask;
+  at::Tensor mask_token;
 };
 
 struct VisionOutput {
@@ -31,8 +37,8 @@ struct VisionOutput {
 struct VisionEmbeddingsImpl : torch::nn::Module {
   explicit VisionEmbeddingsImpl(const VisionConfig& c);
   at::Tensor forward(const VisionInput& in);
-  // The learned position table resized to a (rows, cols) grid: bilinear, antialiased, half-pixel
-  // centres (F.interpolate(align_corners=False, antialias=True)), in float32. [rows*cols, D].
+  // The learned (square) position table resized to a (rows, cols) grid: bilinear, antialiased,
+  // half-pixel centres (F.interpolate(align_corners=False, antialias=True)), in float32. [rows*cols, D].
   at::Tensor resized_positions(int64_t rows, int64_t cols);
   VisionConfig config;
   torch::nn::Conv2d patch_conv{nullptr};    // fixed resolution: registered as "patch_embedding"

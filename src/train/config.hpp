@@ -7,6 +7,9 @@
 
 #include "common/config.hpp"
 #include "data/config.hpp"
+#include "losses/locca.hpp"
+#include "losses/self_distillation.hpp"
+#include "losses/sigmoid.hpp"
 #include "models/config.hpp"
 
 namespace siglip2 {
@@ -91,10 +94,24 @@ struct TrainConfig {
   }
 };
 
+struct LossConfig {
+  SigmoidLossConfig sigmoid;
+  LoccaLossConfig locca;
+  SelfDistillationConfig self_distillation;
+
+  template <class V>
+  void visit(V& v) {
+    v("sigmoid", sigmoid, "image-text sigmoid loss");
+    v("locca", locca, "LocCa decoder losses (captioning, referring expressions, grounded captioning)");
+    v("self_distillation", self_distillation, "global-local and masked-prediction losses (from 80% of training)");
+  }
+};
+
 struct RunConfig {
   ModelConfig model;
   ImageConfig image;
   TokenizerConfig tokenizer;
+  LossConfig loss;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   TrainConfig train;
@@ -105,6 +122,7 @@ struct RunConfig {
     v("model", model, "the two towers (presets in configs/models/)");
     v("image", image, "image preprocessing");
     v("tokenizer", tokenizer, "text tokenization");
+    v("loss", loss, "training objectives");
     v("optimizer", optimizer, "optimizer");
     v("schedule", schedule, "learning-rate schedule");
     v("train", train, "training loop");
