@@ -1,0 +1,55 @@
+#pragma once
+// Adam with big_vision semantics (spec: recipe.md §6.1): clip by global norm, scale_by_adam, then
+//   Δθ = −s(t) · (lr · adam_update + wd · θ)      (wd only on weight matrices; not multiplied by lr)
+// where s(t) is the schedule multiplier (warm-up, then cosine / rsqrt / constant).
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <regex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "train/config.hpp"
+
+namespace siglip2 {
+
+using NamedParameters = std::vector<std::pair<std::string, at::Tensor>>;
+
+// The schedule multiplier s(step) in [0, 1] for step = 0, 1, … (the first update uses step 0).
+double schedule_multiplier(const ScheduleConfig& schedule, int64_t step, int64_t total_steps);
+
+// big_vision's default decay mask: Dense/Conv kernels (every matrix, the patch embedding included),
+// not biases, norms, embedding tables, position tables, the MAP probe, the mask token, t or b.
+bool decays(const std::string& name, const at::Tensor& param);
+
+struct OptimizerStepStats {
+  double grad_norm = 0;  // global norm before clipping
+  double clip_scale = 1;
+};
+
+class AdamOptimizer {
+ public:
+  AdamOptimizer(const OptimizerConfig& config, NamedParameters params);
+  // Parameters added later (the self-distillation heads at 80%) start with fresh moments.
+  void add_parameters(const NamedParameters& params);
+  // Applies one update from the current .grad() of every trainable parameter; missing grads count as 0.
+  OptimizerStepStats step(double multiplier);
+  void zero_grad();
+  int64_t steps() const { return step_; }
+  const NamedParameters& trainable() const { return params_; }
+  // Moments as "exp_avg/<name>", "exp_avg_sq/<name>", plus "step": what optimizer.safetensors holds.
+  NamedParameters state() const;
+  // Restores moments by name; names absent from `state` (new parameters) keep zero moments.
+  void load_state(const std::map<std::string, at::Tensor>& state);
+
+ private:
+  OptimizerConfig config_;
+  std::vector<std::regex> frozen_;
+  NamedParameters params_;  // trainable ones only
+  std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<bool> decay_;
+  int64_t step_ = 0;
+};
+
+}  // namespace siglip2
