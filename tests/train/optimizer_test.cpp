@@ -52,10 +52,10 @@ Fixture make() {
   torch::manual_seed(0);
   Fixture f;
   auto opt = torch::TensorOptions().dtype(torch::kDouble);
-  std::vector<std::pair<std::string, at::Tensor>> init = {{"layer.weight", torch::randn({3, 4}, opt)},
-                                                          {"layer.bias", torch::randn({3}, opt)},
-                                                          {"text_model.embeddings.token_embedding.weight",
-                                                           torch::randn({5, 2}, opt)}};
+  std::vector<std::pair<std::string, at::Tensor>> init = {
+      {"layer.weight", torch::randn({3, 4}, opt)},
+      {"layer.bias", torch::randn({3}, opt)},
+      {"text_model.embeddings.token_embedding.weight", torch::randn({5, 2}, opt)}};
   for (auto& [n, t] : init) {
     f.ours.emplace_back(n, t.clone().requires_grad_());
     (n == "layer.weight" ? f.theirs_decay : f.theirs_plain).emplace_back(n, t.clone().requires_grad_());
@@ -75,7 +75,8 @@ TEST(AdamOptimizer, EqualsTorchAdamWWithBigVisionWeightDecay) {
   auto adamw = [&](NamedParameters& ps, double wd) {
     std::vector<at::Tensor> v;
     for (auto& p : ps) v.push_back(p.second);
-    return torch::optim::AdamW(v, torch::optim::AdamWOptions(c.lr * s).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(wd));
+    return torch::optim::AdamW(
+        v, torch::optim::AdamWOptions(c.lr * s).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(wd));
   };
   auto decayed = adamw(f.theirs_decay, c.weight_decay / c.lr);
   auto plain = adamw(f.theirs_plain, 0.0);
