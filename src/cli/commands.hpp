@@ -9,6 +9,11 @@ namespace siglip2::cli {
 
 void add_config_command(CLI::App& app);
 void add_comm_check_command(CLI::App& app);
+void add_import_command(CLI::App& app);
+void add_export_command(CLI::App& app);
+void add_embed_command(CLI::App& app);
+void add_zero_shot_command(CLI::App& app);
 void add_model_info_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace siglip2::cli

@@ -46,7 +46,12 @@ int main(int argc, char** argv) {
 
   siglip2::cli::add_config_command(app);
   siglip2::cli::add_comm_check_command(app);
+  siglip2::cli::add_import_command(app);
+  siglip2::cli::add_export_command(app);
+  siglip2::cli::add_embed_command(app);
+  siglip2::cli::add_zero_shot_command(app);
   siglip2::cli::add_model_info_command(app);
+  siglip2::cli::add_train_command(app);
 
   if (argc > 1 && argv[1][0] != '-' && !has_subcommand(app, argv[1])) {
     std::string names;

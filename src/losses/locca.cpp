@@ -68,10 +68,22 @@ at::Tensor chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& wei
 }
 
 at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens, const at::Tensor& image_keep,
-                      const std::vector<DecoderTask>& tasks, int64_t start_id, const LoccaLossConfig& config) {
+                      const std::vector<DecoderTask>& tasks, int64_t start_id, const LoccaLossConfig& config,
+                      Collectives* comm) {
   TORCH_CHECK(!tasks.empty(), "locca_loss needs at least one task");
+  std::vector<double> denominators;
+  {
+    at::Tensor counts = at::empty({static_cast<int64_t>(tasks.size())}, at::kDouble);
+    for (size_t i = 0; i < tasks.size(); ++i) counts[i] = tasks[i].loss_mask.to(at::kBool).sum().item<double>();
+    if (comm && comm->world_size() > 1) {
+      comm->all_reduce_sum(counts);
+      counts /= comm->world_size();
+    }
+    for (size_t i = 0; i < tasks.size(); ++i) denominators.push_back(std::max(1.0, counts[i].item<double>()));
+  }
   at::Tensor total;
-  for (const auto& task : tasks) {
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const auto& task = tasks[i];
     at::Tensor inputs = decoder_inputs(task, start_id, decoder.mask_token_id);
     at::Tensor hidden = decoder.forward(inputs, task.parallel, image_tokens, image_keep);
     at::Tensor counted = task.loss_mask.to(at::kBool).reshape(-1).nonzero().squeeze(1);
@@ -79,7 +91,7 @@ at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens, 
     at::Tensor t = task.targets.reshape(-1).index_select(0, counted);
     // A batch where a task counts no token contributes zero rather than a division by zero.
     at::Tensor ce = chunked_cross_entropy(h, decoder.output->weight, decoder.output->bias, t, config.chunk_tokens) /
-                    std::max<int64_t>(1, counted.numel());
+                    denominators[i];
     total = total.defined() ? total + ce : ce;
   }
   return total / static_cast<double>(tasks.size());

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "common/collectives.hpp"
 #include "common/config.hpp"
 
 namespace siglip2 {
@@ -41,8 +42,11 @@ at::Tensor decoder_inputs(const DecoderTask& task, int64_t start_id, int64_t mas
 at::Tensor chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias,
                                  const at::Tensor& targets, int64_t chunk);
 
-// Mean over tasks of each task's mean cross-entropy per counted token.
+// Mean over tasks of each task's mean cross-entropy per counted token. With ranks (`comm`), each task
+// is normalised by the counted tokens of the global batch (times W), so that the mean over ranks
+// equals the single-process loss however the tokens fall on ranks.
 at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens, const at::Tensor& image_keep,
-                      const std::vector<DecoderTask>& tasks, int64_t start_id, const LoccaLossConfig& config);
+                      const std::vector<DecoderTask>& tasks, int64_t start_id, const LoccaLossConfig& config,
+                      Collectives* comm = nullptr);
 
 }  // namespace siglip2

@@ -76,6 +76,14 @@ struct TrainConfig {
   int64_t log_every = 50;
   int64_t checkpoint_every = 1000;
   int64_t keep_checkpoints = 3;
+  std::string data = "synthetic";        // synthetic: random tensors generated per step (benchmarks, tests)
+  double self_distillation_start = 0.8;  // SigLIP 2: from 80% of training
+  std::vector<double> phase_checkpoints = {0.8, 0.9, 0.95};  // kept for the NaFlex (90%) and resolution (95%) branches
+  bool locca = true;
+  bool self_distillation = true;
+  double spike_factor = 3.0;   // roll back when the loss exceeds this times its slow average (0 = off)
+  int64_t spike_warmup = 100;  // steps before the spike detector arms
+  int64_t max_rollbacks = 5;
 
   template <class V>
   void visit(V& v) {
@@ -91,6 +99,18 @@ struct TrainConfig {
     v("checkpoint_every", checkpoint_every, "steps between checkpoints", greater_than<int64_t>(0));
     v("keep_checkpoints", keep_checkpoints, "newest checkpoints kept (phase checkpoints are always kept)",
       greater_than<int64_t>(0));
+    v("data", data, "where batches come from: synthetic (random tensors, for benchmarks and tests)",
+      config::one_of({"synthetic"}));
+    v("self_distillation_start", self_distillation_start, "fraction of training where self-distillation starts",
+      config::in_range(0.0, 1.0));
+    v("phase_checkpoints", phase_checkpoints, "fractions of training at which a checkpoint is written and kept",
+      config::each(config::in_range(0.0, 1.0)));
+    v("locca", locca, "train the LocCa decoder (captioning, referring expressions, grounded captioning)");
+    v("self_distillation", self_distillation, "add the self-distillation losses from self_distillation_start");
+    v("spike_factor", spike_factor, "roll back when the loss exceeds this many times its slow average (0 = off)",
+      config::at_least(0.0));
+    v("spike_warmup", spike_warmup, "steps before the loss-spike detector arms", config::at_least<int64_t>(0));
+    v("max_rollbacks", max_rollbacks, "give up after this many rollbacks in one run", config::at_least<int64_t>(0));
   }
 };
 

@@ -1,0 +1,42 @@
+// `siglip2 train CONFIG`: the SigLIP 2 training loop (src/train/trainer.cpp), resumed from the run
+// directory's latest checkpoint unless --no-resume.
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "common/config.hpp"
+#include "common/error.hpp"
+#include "train/config.hpp"
+#include "train/trainer.hpp"
+
+namespace siglip2::cli {
+
+void add_train_command(CLI::App& app) {
+  struct Args {
+    std::string file;
+    std::vector<std::string> overrides;
+    bool no_resume = false;
+    int64_t nan_step = -1;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("train", "train a model from a run config (launch with torchrun or srun for ranks)");
+  cmd->add_option("config", args->file, "run config (YAML)")->required();
+  cmd->add_option("--set", args->overrides, "override a key: --set train.total_steps=100 (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--no-resume", args->no_resume, "start from scratch even if the run directory has checkpoints");
+  cmd->add_option("--debug-nan-at-step", args->nan_step,
+                  "testing: make the loss of this step NaN once, to exercise the rollback");
+  cmd->callback([args] {
+    RunConfig cfg = config::load<RunConfig>(args->file, args->overrides);
+    TrainOptions o;
+    o.resume = !args->no_resume;
+    o.config_yaml = config::dump(cfg);
+    o.inject_nan_at_step = args->nan_step;
+    int status = train(cfg, o);
+    if (status != 0) throw Error("training stopped with status " + std::to_string(status));
+  });
+}
+
+}  // namespace siglip2::cli

@@ -1,0 +1,212 @@
+#include "interop/hf_export.hpp"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/logging.hpp"
+#include "common/safetensors.hpp"
+#include "interop/hf_import.hpp"
+
+namespace siglip2 {
+namespace fs = std::filesystem;
+using ordered_json = nlohmann::ordered_json;
+
+namespace {
+
+// Floats are written as JSON doubles (1e-06, 0.0, 1.0) so that strict typed configs accept them.
+ordered_json vision_json(const VisionConfig& v) {
+  ordered_json j;
+  j["model_type"] = v.naflex ? "siglip2_vision_model" : "siglip_vision_model";
+  j["hidden_size"] = v.hidden_size;
+  j["intermediate_size"] = v.intermediate_size;
+  j["num_hidden_layers"] = v.num_hidden_layers;
+  j["num_attention_heads"] = v.num_attention_heads;
+  j["num_channels"] = v.num_channels;
+  if (v.naflex)
+    j["num_patches"] = v.num_patches;
+  else
+    j["image_size"] = v.image_size;
+  j["patch_size"] = v.patch_size;
+  j["hidden_act"] = "gelu_pytorch_tanh";
+  j["layer_norm_eps"] = v.layer_norm_eps;
+  j["attention_dropout"] = 0.0;
+  j["vision_use_head"] = true;
+  return j;
+}
+
+ordered_json text_json(const TextConfig& t, const TokenizerConfig& tok, bool naflex) {
+  ordered_json j;
+  j["model_type"] = naflex ? "siglip2_text_model" : "siglip_text_model";
+  j["vocab_size"] = t.vocab_size;
+  j["hidden_size"] = t.hidden_size;
+  j["intermediate_size"] = t.intermediate_size;
+  j["num_hidden_layers"] = t.num_hidden_layers;
+  j["num_attention_heads"] = t.num_attention_heads;
+  j["max_position_embeddings"] = t.max_position_embeddings;
+  j["hidden_act"] = "gelu_pytorch_tanh";
+  j["layer_norm_eps"] = t.layer_norm_eps;
+  j["attention_dropout"] = 0.0;
+  j["projection_size"] = t.projection_size > 0 ? t.projection_size : t.hidden_size;
+  j["pad_token_id"] = tok.pad_id;
+  j["eos_token_id"] = tok.eos_id;
+  if (tok.siglip1)
+    j["bos_token_id"] = nullptr;  // SigLIP 1 has no BOS
+  else
+    j["bos_token_id"] = 2;  // Gemma <bos>
+  return j;
+}
+
+void check_dtype(const std::string& dtype) {
+  if (dtype != "float32" && dtype != "bfloat16")
+    throw UsageError("--dtype must be float32 or bfloat16, got '" + dtype + "'");
+}
+
+std::string dump(const ordered_json& j) {
+  return j.dump(2) + "\n";
+}
+
+}  // namespace
+
+std::string hf_config_json(const ModelBundleConfig& c, const HfExportOptions& o) {
+  check_dtype(o.dtype);
+  const bool naflex = c.model.vision.naflex;
+  ordered_json j;
+  if (o.vision_only) {
+    j["architectures"] = {naflex ? "Siglip2VisionModel" : "SiglipVisionModel"};
+    const ordered_json vision = vision_json(c.model.vision);
+    for (const auto& [key, value] : vision.items()) j[key] = value;
+  } else {
+    j["architectures"] = {naflex ? "Siglip2Model" : "SiglipModel"};
+    j["model_type"] = naflex ? "siglip2" : "siglip";
+    j["initializer_factor"] = 1.0;
+    j["text_config"] = text_json(c.model.text, c.tokenizer, naflex);
+    j["vision_config"] = vision_json(c.model.vision);
+  }
+  j["torch_dtype"] = o.dtype;
+  return dump(j);
+}
+
+std::string hf_preprocessor_json(const ImageConfig& img) {
+  ordered_json j;
+  // The torchvision processors, which src/data matches bit for bit: "*Fast" in transformers 4, which
+  // transformers 5 maps to its (torchvision) Siglip2ImageProcessor / SiglipImageProcessor.
+  j["image_processor_type"] = img.naflex ? "Siglip2ImageProcessorFast" : "SiglipImageProcessorFast";
+  j["do_resize"] = true;
+  j["resample"] = img.resample == "bicubic" ? 3 : 2;
+  j["do_rescale"] = true;
+  j["rescale_factor"] = 1.0 / 255.0;
+  j["do_normalize"] = true;
+  j["image_mean"] = {0.5, 0.5, 0.5};
+  j["image_std"] = {0.5, 0.5, 0.5};
+  if (img.naflex) {
+    j["patch_size"] = img.patch_size;
+    j["max_num_patches"] = img.max_num_patches;
+  } else {
+    j["size"] = {{"height", img.image_size}, {"width", img.image_size}};
+  }
+  return dump(j);
+}
+
+std::string hf_tokenizer_config_json(const TokenizerConfig& t) {
+  ordered_json j;
+  if (t.siglip1) {
+    // SiglipTokenizer (hf_interop.md §5.2): pad = eos = </s>, lowercased, punctuation stripped by the class.
+    j["tokenizer_class"] = "SiglipTokenizer";
+    j["eos_token"] = "</s>";
+    j["pad_token"] = "</s>";
+    j["unk_token"] = "<unk>";
+  } else {
+    // Gemma (hf_interop.md §5.1): no BOS, EOS appended, right padding (GemmaTokenizer defaults to left).
+    j["tokenizer_class"] = "GemmaTokenizer";
+    j["add_bos_token"] = false;
+    j["add_eos_token"] = true;
+    j["bos_token"] = "<bos>";
+    j["eos_token"] = "<eos>";
+    j["pad_token"] = "<pad>";
+    j["unk_token"] = "<unk>";
+  }
+  j["padding_side"] = "right";
+  j["do_lower_case"] = t.lowercase != "none";
+  j["model_max_length"] = t.length;
+  j["model_input_names"] = {"input_ids"};
+  return dump(j);
+}
+
+std::string hf_special_tokens_json(const TokenizerConfig& t) {
+  ordered_json j;
+  if (t.siglip1) {
+    j["eos_token"] = "</s>";
+    j["pad_token"] = "</s>";
+    j["unk_token"] = "<unk>";
+  } else {
+    j["bos_token"] = "<bos>";
+    j["eos_token"] = "<eos>";
+    j["pad_token"] = "<pad>";
+    j["unk_token"] = "<unk>";
+  }
+  return dump(j);
+}
+
+void export_hf(const std::string& model_dir, const std::string& out_dir, const HfExportOptions& o) {
+  check_dtype(o.dtype);
+  check_output_dir(out_dir, o.overwrite);
+  if (!fs::is_directory(model_dir)) throw Error("model directory '" + model_dir + "' does not exist");
+  ModelBundleConfig config;
+  NamedTensors tensors;
+  std::string tokenizer_model;
+  std::string what;
+  if (is_hf_dir(model_dir)) {
+    HfCheckpoint hf = read_hf_checkpoint(model_dir);
+    config = hf.config;
+    tensors = std::move(hf.tensors);
+    tokenizer_model = hf.tokenizer_model;
+    what = "Hugging Face checkpoint '" + model_dir + "'";
+  } else {
+    config = load_bundle_config(model_dir);
+    tokenizer_model = tokenizer_model_path(model_dir, config.tokenizer);
+    const std::string weights = (fs::path(model_dir) / "model.safetensors").string();
+    if (!fs::exists(weights)) throw Error("model directory '" + model_dir + "' has no model.safetensors");
+    safetensors::File f = safetensors::File::open(weights);
+    for (const auto& info : f.tensors()) tensors.emplace_back(info.name, f.get(info.name));
+    what = "'" + weights + "'";
+  }
+  const TensorShapes expected = expected_hf_tensors(config.model);
+  check_tensors(expected, tensors, what);
+
+  // Only the two towers and the logit scale/bias: training-only tensors (text_decoder.*, ssl.*) stay behind.
+  std::map<std::string, at::Tensor> by_name(tensors.begin(), tensors.end());
+  const at::ScalarType dtype = o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  NamedTensors out;
+  for (const auto& [name, shape] : expected) {
+    if (o.vision_only && name.rfind("vision_model.", 0) != 0) continue;
+    out.emplace_back(name, by_name.at(name).to(dtype));
+  }
+  bool with_tokenizer = !o.vision_only && !tokenizer_model.empty();
+  if (!o.vision_only && tokenizer_model.empty())
+    log_warn("'" + model_dir + "' has no tokenizer model: the export has no tokenizer files");
+  if (with_tokenizer && !fs::exists(tokenizer_model))
+    throw Error("the tokenizer model of '" + model_dir + "' (" + tokenizer_model + ") does not exist");
+  const std::string tokenizer_bytes = with_tokenizer ? read_file(tokenizer_model) : std::string();
+
+  write_dir_atomic(out_dir, o.overwrite, [&](const std::string& tmp) {
+    safetensors::save(tmp + "/model.safetensors", out, {{"format", "pt"}});
+    write_file_atomic(tmp + "/config.json", hf_config_json(config, o));
+    write_file_atomic(tmp + "/preprocessor_config.json", hf_preprocessor_json(config.image));
+    if (with_tokenizer) {
+      // The vocabulary file names the tokenizer classes look for (VOCAB_FILES_NAMES).
+      const char* vocab = config.tokenizer.siglip1 ? "spiece.model" : "tokenizer.model";
+      write_file_atomic(tmp + "/" + vocab, tokenizer_bytes);
+      write_file_atomic(tmp + "/tokenizer_config.json", hf_tokenizer_config_json(config.tokenizer));
+      write_file_atomic(tmp + "/special_tokens_map.json", hf_special_tokens_json(config.tokenizer));
+    }
+  });
+  log_info("exported " + std::to_string(out.size()) + " tensors (" + o.dtype + ") to '" + out_dir + "' as " +
+           (o.vision_only ? (config.model.vision.naflex ? "Siglip2VisionModel" : "SiglipVisionModel")
+                          : (config.model.vision.naflex ? "Siglip2Model" : "SiglipModel")));
+}
+
+}  // namespace siglip2

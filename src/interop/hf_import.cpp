@@ -1,0 +1,353 @@
+#include "interop/hf_import.hpp"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/logging.hpp"
+#include "common/safetensors.hpp"
+
+namespace siglip2 {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json parse_json_file(const std::string& path) {
+  try {
+    return json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    throw Error("'" + path + "' is not valid JSON: " + e.what());
+  }
+}
+
+// A sub-object of config.json (text_config, vision_config); absent or null means all defaults.
+const json& section(const json& j, const char* key, const std::string& origin) {
+  static const json empty = json::object();
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return empty;
+  if (!it->is_object()) throw Error(origin + ": '" + key + "' must be an object");
+  return *it;
+}
+
+int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_number_float() && it->get<double>() == static_cast<double>(static_cast<int64_t>(it->get<double>())))
+    return static_cast<int64_t>(it->get<double>());
+  throw Error(where + "." + key + " must be an integer, got " + it->dump());
+}
+
+double get_double(const json& j, const char* key, double fallback, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (it->is_number()) return it->get<double>();
+  throw Error(where + "." + key + " must be a number, got " + it->dump());
+}
+
+void require_supported(const json& j, const std::string& where) {
+  auto act = j.find("hidden_act");
+  if (act != j.end() && !act->is_null() && *act != "gelu_pytorch_tanh")
+    throw Error(where + ".hidden_act is " + act->dump() + "; siglip2-cpp implements gelu_pytorch_tanh only");
+  auto head = j.find("vision_use_head");
+  if (head != j.end() && head->is_boolean() && !head->get<bool>())
+    throw Error(where + ".vision_use_head is false; siglip2-cpp models always have the attention-pooling head");
+}
+
+TextConfig text_from_hf(const json& t, const std::string& where) {
+  require_supported(t, where);
+  TextConfig c;  // transformers defaults (hf_interop.md §1.2), not ours
+  c.vocab_size = get_int(t, "vocab_size", 32000, where);
+  c.hidden_size = get_int(t, "hidden_size", 768, where);
+  c.intermediate_size = get_int(t, "intermediate_size", 3072, where);
+  c.num_hidden_layers = get_int(t, "num_hidden_layers", 12, where);
+  c.num_attention_heads = get_int(t, "num_attention_heads", 12, where);
+  c.max_position_embeddings = get_int(t, "max_position_embeddings", 64, where);
+  c.layer_norm_eps = get_double(t, "layer_norm_eps", 1e-6, where);
+  c.projection_size = get_int(t, "projection_size", 0, where);
+  if (c.projection_size == c.hidden_size) c.projection_size = 0;
+  return c;
+}
+
+VisionConfig vision_from_hf(const json& v, bool naflex, const std::string& where) {
+  require_supported(v, where);
+  VisionConfig c;  // transformers defaults (hf_interop.md §1.3, §1.4)
+  c.naflex = naflex;
+  c.hidden_size = get_int(v, "hidden_size", 768, where);
+  c.intermediate_size = get_int(v, "intermediate_size", 3072, where);
+  c.num_hidden_layers = get_int(v, "num_hidden_layers", 12, where);
+  c.num_attention_heads = get_int(v, "num_attention_heads", 12, where);
+  c.num_channels = get_int(v, "num_channels", 3, where);
+  c.patch_size = get_int(v, "patch_size", 16, where);
+  c.layer_norm_eps = get_double(v, "layer_norm_eps", 1e-6, where);
+  if (naflex) {
+    c.num_patches = get_int(v, "num_patches", 256, where);
+  } else {
+    auto it = v.find("image_size");
+    if (it != v.end() && it->is_array()) {
+      if (it->size() != 2 || (*it)[0] != (*it)[1])
+        throw Error(where + ".image_size is " + it->dump() + "; only square fixed-resolution models are supported");
+      c.image_size = (*it)[0].get<int64_t>();
+    } else {
+      c.image_size = get_int(v, "image_size", 224, where);
+    }
+  }
+  return c;
+}
+
+void check_positive(const std::string& where, const char* key, int64_t value) {
+  if (value <= 0) throw Error(where + "." + key + " must be positive, got " + std::to_string(value));
+}
+
+std::string basename_of(const std::string& dir) {
+  fs::path p = fs::absolute(fs::path(dir)).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+ImageConfig image_from_hf(const std::string& dir, const ModelConfig& m) {
+  ImageConfig img;
+  img.naflex = m.vision.naflex;
+  img.patch_size = m.vision.patch_size;
+  img.image_size = m.vision.image_size;
+  // SigLIP 2 resizes bilinearly, SigLIP 1 bicubically (hf_interop.md §4.4).
+  const bool siglip2_vocab = m.text.vocab_size == 256000;
+  img.resample = m.vision.naflex || siglip2_vocab ? "bilinear" : "bicubic";
+  const std::string path = (fs::path(dir) / "preprocessor_config.json").string();
+  if (!fs::exists(path)) {
+    log_debug("no preprocessor_config.json in '" + dir + "': using the SigLIP defaults for this model");
+    return img;
+  }
+  const json p = parse_json_file(path);
+  const std::string where = "preprocessor_config.json";
+  if (p.contains("resample") && !p["resample"].is_null()) {
+    int64_t r = get_int(p, "resample", 2, where);
+    if (r != 2 && r != 3)
+      throw Error(path + ": resample " + std::to_string(r) + " is not supported (2 = bilinear, 3 = bicubic)");
+    img.resample = r == 2 ? "bilinear" : "bicubic";
+  }
+  if (img.naflex) {
+    img.patch_size = get_int(p, "patch_size", m.vision.patch_size, where);
+    img.max_num_patches = get_int(p, "max_num_patches", 256, where);
+    check_positive(where, "max_num_patches", img.max_num_patches);
+  } else if (p.contains("size") && p["size"].is_object()) {
+    const json& size = p["size"];
+    int64_t h = get_int(size, "height", m.vision.image_size, where + ".size");
+    int64_t w = get_int(size, "width", m.vision.image_size, where + ".size");
+    if (h != w) throw Error(path + ": size " + size.dump() + " is not square");
+    img.image_size = h;
+  }
+  auto is_half = [](const json& v) {
+    if (!v.is_array() || v.empty()) return false;
+    for (const auto& x : v)
+      if (!x.is_number() || x.get<double>() != 0.5) return false;
+    return true;
+  };
+  for (const char* key : {"image_mean", "image_std"})
+    if (p.contains(key) && !is_half(p[key]))
+      log_warn(path + ": " + key + " is " + p[key].dump() + "; siglip2-cpp normalises with 0.5 (x / 127.5 - 1)");
+  if (p.value("do_normalize", true) == false || p.value("do_rescale", true) == false)
+    log_warn(path + ": do_rescale/do_normalize off; siglip2-cpp always maps pixels to [-1, 1]");
+  return img;
+}
+
+// Token id of a special token named in tokenizer_config.json ("pad_token": "<pad>" or {"content": …}),
+// looked up in its added_tokens_decoder; -1 when it cannot be found.
+int64_t special_token_id(const json& t, const char* key) {
+  auto it = t.find(key);
+  if (it == t.end() || it->is_null()) return -1;
+  std::string content = it->is_string() ? it->get<std::string>() : it->value("content", std::string());
+  auto dec = t.find("added_tokens_decoder");
+  if (content.empty() || dec == t.end() || !dec->is_object()) return -1;
+  for (const auto& [id, tok] : dec->items())
+    if (tok.is_object() && tok.value("content", std::string()) == content) return std::stoll(id);
+  return -1;
+}
+
+TokenizerConfig tokenizer_from_hf(const std::string& dir, const json& config, const ModelConfig& m,
+                                  std::string* model_file, const std::string& override_file) {
+  TokenizerConfig tok;
+  tok.length = m.text.max_position_embeddings;  // the text tower pools the last position: pad to exactly this
+  json t = json::object();
+  const std::string path = (fs::path(dir) / "tokenizer_config.json").string();
+  if (fs::exists(path)) t = parse_json_file(path);
+  const std::string cls = t.value("tokenizer_class", std::string());
+
+  bool siglip1;
+  if (cls.find("Gemma") != std::string::npos || cls.find("Siglip2") != std::string::npos) {
+    siglip1 = false;
+  } else if (cls.rfind("SiglipTokenizer", 0) == 0) {
+    siglip1 = true;
+  } else {
+    if (!cls.empty()) log_warn(path + ": unknown tokenizer_class '" + cls + "'; guessing from the vocabulary size");
+    siglip1 = config.value("model_type", std::string()) != "siglip2" && m.text.vocab_size != 256000;
+  }
+  tok.siglip1 = siglip1;
+  tok.pad_id = siglip1 ? 1 : 0;  // SigLIP 1: pad = eos = </s> (1); Gemma: <pad> 0, <eos> 1
+  tok.eos_id = 1;
+  if (int64_t id = special_token_id(t, "pad_token"); id >= 0) tok.pad_id = id;
+  if (int64_t id = special_token_id(t, "eos_token"); id >= 0) tok.eos_id = id;
+  if (t.contains("do_lower_case") && t["do_lower_case"].is_boolean() && !t["do_lower_case"].get<bool>())
+    tok.lowercase = "none";
+
+  std::string file = override_file;
+  if (file.empty()) {
+    for (const char* name : {"tokenizer.model", "spiece.model"}) {
+      fs::path p = fs::path(dir) / name;
+      if (fs::exists(p)) {
+        file = p.string();
+        break;
+      }
+    }
+  } else if (!fs::exists(file)) {
+    throw Error("tokenizer model '" + file + "' does not exist");
+  }
+  if (!file.empty()) file = fs::absolute(fs::path(file)).lexically_normal().string();
+  *model_file = file;
+  tok.model_file = file;
+  return tok;
+}
+
+NamedTensors read_hf_weights(const std::string& dir) {
+  const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
+  const fs::path single = fs::path(dir) / "model.safetensors";
+  NamedTensors tensors;
+  auto keep = [](const std::string& name) {
+    static const std::string suffix = ".position_ids";
+    return !(name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0);
+  };
+  if (fs::exists(single)) {
+    safetensors::File f = safetensors::File::open(single.string());
+    for (const auto& info : f.tensors())
+      if (keep(info.name)) tensors.emplace_back(info.name, f.get(info.name));
+    return tensors;
+  }
+  if (fs::exists(index_path)) {
+    const json index = parse_json_file(index_path.string());
+    if (!index.contains("weight_map") || !index["weight_map"].is_object())
+      throw Error("'" + index_path.string() + "' has no weight_map");
+    std::map<std::string, safetensors::File> shards;
+    for (const auto& [name, shard] : index["weight_map"].items()) {
+      if (!shard.is_string()) throw Error(index_path.string() + ": weight_map[\"" + name + "\"] is not a file name");
+      const std::string file = shard.get<std::string>();
+      if (file.find('/') != std::string::npos)
+        throw Error(index_path.string() + ": shard name '" + file + "' must be a file in the same directory");
+      auto it = shards.find(file);
+      if (it == shards.end()) it = shards.emplace(file, safetensors::File::open((fs::path(dir) / file).string())).first;
+      if (!it->second.contains(name))
+        throw Error(index_path.string() + " puts tensor " + name + " in " + file + ", which does not hold it");
+      if (keep(name)) tensors.emplace_back(name, it->second.get(name));
+    }
+    return tensors;
+  }
+  for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
+    if (fs::exists(fs::path(dir) / pickle))
+      throw Error("'" + dir + "' has only PyTorch pickle weights (" + pickle +
+                  "); siglip2-cpp reads safetensors only: re-save with save_pretrained(dir) in transformers");
+  throw Error("'" + dir + "' has no model.safetensors or model.safetensors.index.json");
+}
+
+}  // namespace
+
+ModelConfig model_config_from_hf_json(const std::string& json_text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw Error(origin + " is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error(origin + " must hold a JSON object");
+  const std::string type = j.value("model_type", std::string());
+  if (type == "siglip_vision_model" || type == "siglip2_vision_model")
+    throw Error(origin + " describes a vision-only model (" + type +
+                "); siglip2-cpp models have both towers, so import a SiglipModel or Siglip2Model checkpoint");
+  if (type != "siglip" && type != "siglip2")
+    throw Error(origin + ": model_type is '" + type + "', expected 'siglip' (SiglipModel) or 'siglip2' (Siglip2Model)");
+  const bool naflex = type == "siglip2";
+  ModelConfig m;
+  m.text = text_from_hf(section(j, "text_config", origin), origin + " text_config");
+  m.vision = vision_from_hf(section(j, "vision_config", origin), naflex, origin + " vision_config");
+  const std::string where = origin + " ";
+  for (auto [key, v] : {std::pair<const char*, int64_t>{"vision_config.hidden_size", m.vision.hidden_size},
+                        {"vision_config.intermediate_size", m.vision.intermediate_size},
+                        {"vision_config.num_hidden_layers", m.vision.num_hidden_layers},
+                        {"vision_config.num_attention_heads", m.vision.num_attention_heads},
+                        {"vision_config.patch_size", m.vision.patch_size},
+                        {"vision_config.num_channels", m.vision.num_channels},
+                        {"vision_config.image_size", m.vision.image_size},
+                        {"vision_config.num_patches", m.vision.num_patches},
+                        {"text_config.vocab_size", m.text.vocab_size},
+                        {"text_config.hidden_size", m.text.hidden_size},
+                        {"text_config.intermediate_size", m.text.intermediate_size},
+                        {"text_config.num_hidden_layers", m.text.num_hidden_layers},
+                        {"text_config.num_attention_heads", m.text.num_attention_heads},
+                        {"text_config.max_position_embeddings", m.text.max_position_embeddings}})
+    check_positive(origin, key, v);
+  if (m.text.projection_size < 0) throw Error(origin + ": text_config.projection_size must be positive");
+  for (const std::string& problem : {m.vision.check(), m.text.check()})
+    if (!problem.empty()) throw Error(origin + ": " + problem);
+  return m;
+}
+
+HfCheckpoint read_hf_checkpoint(const std::string& dir, const std::string& tokenizer_model) {
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(config_path)) throw Error("'" + dir + "' is not a Hugging Face checkpoint (it has no config.json)");
+  const std::string text = read_file(config_path);
+  HfCheckpoint hf;
+  hf.config.model = model_config_from_hf_json(text, "'" + config_path + "'");
+  hf.config.model.name = basename_of(dir);
+  hf.config.image = image_from_hf(dir, hf.config.model);
+  hf.config.tokenizer =
+      tokenizer_from_hf(dir, json::parse(text), hf.config.model, &hf.tokenizer_model, tokenizer_model);
+  std::string problem = hf.config.check();
+  if (!problem.empty()) throw Error("'" + dir + "': " + problem);
+
+  NamedTensors all = read_hf_weights(dir);
+  const std::string what = "Hugging Face checkpoint '" + dir + "'";
+  const TensorShapes expected = expected_hf_tensors(hf.config.model);
+  check_tensors(expected, all, what);
+  std::map<std::string, at::Tensor> by_name;
+  for (auto& [name, t] : all) by_name[name] = t;
+  std::vector<std::string> ignored;
+  for (const auto& [name, t] : all)
+    if (!is_model_tensor_name(name)) ignored.push_back(name);
+  if (!ignored.empty())
+    log_warn(what + ": ignoring " + std::to_string(ignored.size()) + " tensors that are not part of the model (" +
+             ignored.front() + ", …)");
+  for (const auto& [name, shape] : expected) {
+    const at::Tensor& t = by_name.at(name);
+    if (!at::isFloatingType(t.scalar_type()))
+      throw Error(what + ": tensor " + name + " has dtype " + safetensors::dtype_name(t.scalar_type()) +
+                  ", expected floating point");
+    hf.tensors.emplace_back(name, t);
+  }
+  return hf;
+}
+
+void import_hf(const std::string& hf_dir, const std::string& out_dir, const std::string& tokenizer_model,
+               bool overwrite) {
+  check_output_dir(out_dir, overwrite);
+  HfCheckpoint hf = read_hf_checkpoint(hf_dir, tokenizer_model);
+  NamedTensors f32;
+  int64_t params = 0;
+  for (const auto& [name, t] : hf.tensors) {
+    f32.emplace_back(name, t.to(at::kFloat));
+    params += t.numel();
+  }
+  save_model_dir(out_dir, hf.config, f32, hf.tokenizer_model, overwrite);
+  log_info("imported " + std::to_string(f32.size()) + " tensors (" + std::to_string(params) + " parameters, " +
+           (hf.config.model.vision.naflex ? "NaFlex" : "fixed resolution") + ") from '" + hf_dir + "' into '" +
+           out_dir + "'");
+  if (hf.tokenizer_model.empty())
+    log_warn("'" + hf_dir +
+             "' has no sentencepiece tokenizer model (tokenizer.model or spiece.model): the model can embed images "
+             "and token ids but not texts; import again with --tokenizer FILE to add one");
+}
+
+}  // namespace siglip2

@@ -1,0 +1,47 @@
+#pragma once
+// What one training step consumes on one rank, and where it comes from.
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include <vector>
+
+#include "losses/locca.hpp"
+#include "models/siglip2.hpp"
+#include "train/config.hpp"
+
+namespace siglip2 {
+
+struct TrainBatch {
+  VisionInput images;              // this rank's images
+  at::Tensor input_ids;            // [b, L]
+  std::vector<DecoderTask> locca;  // captioning, referring expression, grounded captioning
+  at::Tensor ssl_locals;           // [b * crops, 3, h, w] local crops for self-distillation
+  at::Tensor ssl_mask;             // [b, S] patches the student sees masked
+  int64_t global_examples = 0;
+};
+
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  // The batch of optimizer step `step` (a pure function of the step and the saved state).
+  virtual TrainBatch next(int64_t step) = 0;
+  virtual nlohmann::json state() const = 0;
+  virtual void restore(const nlohmann::json& state) = 0;
+};
+
+// Random tensors of the right shapes and value ranges, drawn per step from (seed, step) for the
+// global batch and sliced per rank, so W ranks see exactly what one process sees. For benchmarks and
+// for the trainer's equivalence and resume tests; it has nothing to learn.
+class SyntheticBatches final : public BatchSource {
+ public:
+  SyntheticBatches(const RunConfig& config, int rank, int world_size);
+  TrainBatch next(int64_t step) override;
+  nlohmann::json state() const override { return nlohmann::json::object(); }
+  void restore(const nlohmann::json&) override {}
+
+ private:
+  RunConfig config_;
+  int rank_, world_;
+};
+
+}  // namespace siglip2

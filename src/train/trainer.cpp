@@ -1,0 +1,396 @@
+#include "train/trainer.hpp"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/logging.hpp"
+#include "losses/locca.hpp"
+#include "losses/self_distillation.hpp"
+#include "losses/sigmoid.hpp"
+#include "models/siglip2.hpp"
+#include "models/text_decoder.hpp"
+#include "train/batch.hpp"
+#include "train/checkpoint.hpp"
+#include "train/distributed.hpp"
+#include "train/grad_sync.hpp"
+#include "train/optimizer.hpp"
+
+namespace siglip2 {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal.store(sig);
+}
+
+// SIGTERM / SIGINT finish the current step, save and exit 0; the previous handlers come back after.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal.store(0);
+    old_term_ = std::signal(SIGTERM, on_stop_signal);
+    old_int_ = std::signal(SIGINT, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGTERM, old_term_);
+    std::signal(SIGINT, old_int_);
+  }
+
+ private:
+  void (*old_term_)(int);
+  void (*old_int_)(int);
+};
+
+int64_t progress_step(double fraction, int64_t total) {
+  return static_cast<int64_t>(std::llround(fraction * static_cast<double>(total)));
+}
+
+// Everything that trains, under its checkpoint name.
+struct Model {
+  Siglip2Model towers{nullptr};
+  TextDecoder decoder{nullptr};
+  SelfDistillationHeads ssl_heads{nullptr};
+  std::unique_ptr<EmaTeacher> teacher;
+  std::unique_ptr<SelfDistillation> ssl;
+
+  TensorList parameters() const {
+    TensorList out;
+    for (const auto& p : towers->named_parameters()) out.emplace_back(p.key(), p.value());
+    if (decoder)
+      for (const auto& p : decoder->named_parameters()) out.emplace_back("text_decoder." + p.key(), p.value());
+    if (ssl_heads)
+      for (const auto& p : ssl_heads->named_parameters()) out.emplace_back("ssl." + p.key(), p.value());
+    return out;
+  }
+  TensorList teacher_tensors() const {
+    TensorList out;
+    if (!teacher) return out;
+    out = teacher->named_parameters();
+    out.emplace_back("ssl.center_global", ssl->center_global);
+    out.emplace_back("ssl.center_patch", ssl->center_patch);
+    return out;
+  }
+};
+
+void load_named(const TensorList& dst, const std::map<std::string, at::Tensor>& src, const std::string& what) {
+  torch::NoGradGuard g;
+  for (const auto& [name, t] : dst) {
+    auto it = src.find(name);
+    if (it == src.end()) throw Error(what + ": tensor '" + name + "' is missing");
+    if (!it->second.sizes().equals(t.sizes()))
+      throw Error(what + ": tensor '" + name + "' has shape " + c10::str(it->second.sizes()) + ", the model " +
+                  c10::str(t.sizes()));
+    t.copy_(it->second);
+  }
+}
+
+class Trainer {
+ public:
+  Trainer(const RunConfig& c, const TrainOptions& o) : cfg_(c), opts_(o) {}
+
+  int run() {
+    env_ = dist_env_from_environment();
+    if (env_.world_size > 1) {
+      std::string backend = cfg_.dist.backend == "auto" ? "gloo" : cfg_.dist.backend;
+      pg_ = ProcessGroup::create(env_, backend, std::chrono::seconds(cfg_.dist.timeout_s));
+    }
+    build_model();
+    source_ = std::make_unique<SyntheticBatches>(cfg_, env_.rank, env_.world_size);
+    state_.world_size = env_.world_size;
+    state_.phase = "pretrain";
+    if (opts_.resume) restore();
+    make_sync();
+    StopSignals signals;
+    const int64_t total = cfg_.train.total_steps;
+    log_info(fmt::format("training {} for {} steps, global batch {} on {} rank(s), from step {}", cfg_.model.name,
+                         total, cfg_.train.batch_size, env_.world_size, state_.step));
+    auto t_last = std::chrono::steady_clock::now();
+    int64_t examples_since = 0;
+    while (state_.step < total) {
+      const int64_t step = state_.step;
+      maybe_start_self_distillation(step);
+      if (std::find(state_.skipped_steps.begin(), state_.skipped_steps.end(), step) != state_.skipped_steps.end()) {
+        log_warn(fmt::format("step {}: skipping the batch that caused a rollback", step));
+        state_.step++;
+        continue;
+      }
+      StepResult r = train_step(step);
+      if (!r.ok) {
+        rollback(step, r.why);
+        continue;
+      }
+      state_.step++;
+      state_.examples_seen += r.examples;
+      examples_since += r.examples;
+      if (state_.step % cfg_.train.log_every == 0 || state_.step == total) {
+        auto now = std::chrono::steady_clock::now();
+        double secs = std::chrono::duration<double>(now - t_last).count();
+        log_step(r, examples_since / std::max(secs, 1e-9));
+        t_last = now;
+        examples_since = 0;
+      }
+      bool phase_point = is_phase_point(state_.step);
+      bool stop = stop_requested();
+      if (state_.step % cfg_.train.checkpoint_every == 0 || state_.step == total || phase_point || stop)
+        save(phase_point);
+      if (stop) {
+        log_info(fmt::format("stopped by signal at step {}; checkpoint saved", state_.step));
+        return 0;
+      }
+    }
+    log_info(fmt::format("training finished at step {}", state_.step));
+    return 0;
+  }
+
+ private:
+  struct StepResult {
+    bool ok = true;
+    std::string why;
+    double loss = 0, sigmoid = 0, locca = 0, ssl_gl = 0, ssl_mask = 0, grad_norm = 0, lr = 0;
+    int64_t examples = 0;
+  };
+
+  Collectives* comm() { return pg_.get(); }
+  bool rank0() const { return env_.rank == 0; }
+
+  void build_model() {
+    torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed));
+    m_.towers = Siglip2Model(cfg_.model);
+    m_.towers->reset_parameters(static_cast<uint64_t>(cfg_.train.seed));
+    if (cfg_.train.locca) m_.decoder = TextDecoder(cfg_.model);
+    optimizer_ = std::make_unique<AdamOptimizer>(cfg_.optimizer, m_.parameters());
+    broadcast_parameters();
+  }
+
+  void broadcast_parameters() {
+    if (!pg_) return;
+    torch::NoGradGuard g;
+    for (auto& [name, p] : m_.parameters()) pg_->broadcast(p, 0);
+  }
+
+  void start_self_distillation_objects() {
+    // New heads and mask token, seeded by the phase so every rank and every rerun draws the same.
+    torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed) + 80);
+    m_.ssl_heads = SelfDistillationHeads(cfg_.model.vision, cfg_.loss.self_distillation);
+    m_.ssl = std::make_unique<SelfDistillation>(cfg_.loss.self_distillation);
+    m_.teacher =
+        std::make_unique<EmaTeacher>(*m_.towers->vision_model, *m_.ssl_heads, cfg_.model, cfg_.loss.self_distillation);
+    TensorList heads;
+    for (const auto& p : m_.ssl_heads->named_parameters()) heads.emplace_back("ssl." + p.key(), p.value());
+    optimizer_->add_parameters(heads);
+  }
+
+  void maybe_start_self_distillation(int64_t step) {
+    if (!cfg_.train.self_distillation || state_.self_distillation) return;
+    if (step < progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps)) return;
+    start_self_distillation_objects();
+    state_.self_distillation = true;
+    state_.phase = "self_distillation";
+    state_.loss_fast = state_.loss_slow = 0;  // new loss terms: the spike detector starts again
+    make_sync();
+    log_info(fmt::format("step {}: self-distillation starts (EMA teacher from the student, new heads)", step));
+  }
+
+  void make_sync() {
+    sync_.reset();
+    if (pg_) sync_ = std::make_unique<GradientSync>(*pg_, m_.parameters());
+  }
+
+  StepResult train_step(int64_t step) {
+    StepResult r;
+    TrainBatch batch = source_->next(step);
+    r.examples = batch.global_examples;
+    optimizer_->zero_grad();
+    VisionOutput img = m_.towers->encode_image(batch.images);
+    TextOutput txt = m_.towers->encode_text(batch.input_ids);
+    at::Tensor loss = sigmoid_loss(l2_normalize(img.pooler_output), l2_normalize(txt.pooler_output),
+                                   m_.towers->logit_scale, m_.towers->logit_bias, comm(), cfg_.loss.sigmoid);
+    r.sigmoid = loss.item<double>();
+    if (m_.decoder) {
+      at::Tensor l = locca_loss(*m_.decoder, img.last_hidden_state, {}, batch.locca, cfg_.tokenizer.pad_id,
+                                cfg_.loss.locca, comm());
+      r.locca = l.item<double>();
+      loss = loss + l;
+    }
+    if (state_.self_distillation) {
+      int64_t since = step - progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
+      auto s = m_.ssl->forward(*m_.towers->vision_model, *m_.ssl_heads, *m_.teacher, batch.images.pixel_values,
+                               batch.ssl_locals, batch.ssl_mask, since, comm());
+      r.ssl_gl = s.global_local.item<double>();
+      r.ssl_mask = s.masked.item<double>();
+      loss = loss + s.total;
+    }
+    if (step == opts_.inject_nan_at_step) {
+      opts_.inject_nan_at_step = -1;  // once
+      loss = loss * std::numeric_limits<double>::quiet_NaN();
+    }
+    r.loss = mean_over_ranks(loss.item<double>());
+    if (!std::isfinite(r.loss)) return fail(r, "loss is not finite");
+    if (cfg_.train.spike_factor > 0 && step >= cfg_.train.spike_warmup && state_.loss_slow > 0 && state_.step > 0 &&
+        r.loss > cfg_.train.spike_factor * state_.loss_slow)
+      return fail(r, fmt::format("loss {:.4f} spiked above {} x its slow average {:.4f}", r.loss,
+                                 cfg_.train.spike_factor, state_.loss_slow));
+    loss.backward();
+    if (sync_) sync_->finish();
+    double mult = schedule_multiplier(cfg_.schedule, step, cfg_.train.total_steps);
+    r.lr = cfg_.optimizer.lr * mult;
+    r.grad_norm = optimizer_->step(mult).grad_norm;
+    if (m_.teacher)
+      m_.teacher->update(*m_.towers->vision_model, *m_.ssl_heads, cfg_.loss.self_distillation.ema_momentum);
+    if (state_.loss_slow == 0) state_.loss_fast = state_.loss_slow = r.loss;  // (re)armed
+    state_.loss_fast = 0.9 * state_.loss_fast + 0.1 * r.loss;
+    state_.loss_slow = 0.99 * state_.loss_slow + 0.01 * r.loss;
+    r.sigmoid = mean_over_ranks(r.sigmoid);
+    return r;
+  }
+
+  StepResult fail(StepResult r, const std::string& why) {
+    r.ok = false;
+    r.why = why;
+    return r;
+  }
+
+  double mean_over_ranks(double v) {
+    if (!pg_) return v;
+    at::Tensor t = at::full({1}, v, at::kDouble);
+    pg_->all_reduce_sum(t);
+    return t.item<double>() / pg_->world_size();
+  }
+
+  bool stop_requested() {
+    double local = g_stop_signal.load() != 0 ? 1.0 : 0.0;
+    return mean_over_ranks(local) > 0;  // one rank signalled: all stop together
+  }
+
+  bool is_phase_point(int64_t step) const {
+    for (double f : cfg_.train.phase_checkpoints)
+      if (step == progress_step(f, cfg_.train.total_steps)) return true;
+    return false;
+  }
+
+  void rollback(int64_t step, const std::string& why) {
+    if (++state_.rollbacks > cfg_.train.max_rollbacks)
+      throw Error(fmt::format("step {}: {}; giving up after {} rollbacks", step, why, cfg_.train.max_rollbacks));
+    int64_t rollbacks = state_.rollbacks;
+    std::vector<int64_t> skipped = state_.skipped_steps;
+    skipped.push_back(step);
+    auto ck = load_latest_checkpoint(cfg_.train.out_dir);
+    if (ck) {
+      apply_checkpoint(*ck);
+      log_warn(fmt::format("step {}: {}; rolled back to {} (step {}) and skipping that batch", step, why, ck->path,
+                           state_.step));
+    } else {
+      // No checkpoint yet: start over from the initialisation.
+      state_ = TrainerState{};
+      state_.world_size = env_.world_size;
+      state_.phase = "pretrain";
+      sync_.reset();
+      m_ = Model{};
+      build_model();
+      log_warn(fmt::format("step {}: {}; no checkpoint yet, restarting from the initialisation and skipping that batch",
+                           step, why));
+    }
+    state_.rollbacks = rollbacks;
+    state_.skipped_steps = skipped;
+    make_sync();
+  }
+
+  void restore() {
+    auto ck = load_latest_checkpoint(cfg_.train.out_dir);
+    if (!ck) return;
+    if (ck->state.world_size != env_.world_size)
+      log_warn(
+          fmt::format("{} was written by {} rank(s), resuming on {}", ck->path, ck->state.world_size, env_.world_size));
+    apply_checkpoint(*ck);
+    log_info(fmt::format("resumed from {} at step {}", ck->path, state_.step));
+  }
+
+  void apply_checkpoint(const LoadedCheckpoint& ck) {
+    // Rebuilt from scratch so the set of parameters and optimizer slots is the checkpoint's.
+    sync_.reset();
+    m_ = Model{};
+    build_model();
+    if (ck.state.self_distillation) start_self_distillation_objects();
+    load_named(m_.parameters(), ck.model, ck.path + "/model.safetensors");
+    if (m_.teacher) load_named(m_.teacher_tensors(), ck.teacher, ck.path + "/teacher.safetensors");
+    optimizer_->load_state(ck.optimizer);
+    state_ = ck.state;
+    state_.world_size = env_.world_size;
+    source_->restore(state_.data);
+  }
+
+  void save(bool phase_point) {
+    state_.keep = phase_point;
+    state_.data = source_->state();
+    if (rank0()) {
+      CheckpointContents c;
+      c.model = m_.parameters();
+      c.teacher = m_.teacher_tensors();
+      c.optimizer = optimizer_->state();
+      c.state = state_;
+      c.config_yaml = opts_.config_yaml;
+      c.tokenizer_model = opts_.tokenizer_model;
+      std::string path = save_checkpoint(cfg_.train.out_dir, c, cfg_.train.keep_checkpoints);
+      log_info(fmt::format("step {}: saved {}{}", state_.step, path, phase_point ? " (phase checkpoint, kept)" : ""));
+    }
+    if (pg_) pg_->barrier();  // nobody runs ahead of a checkpoint that may be rolled back to
+  }
+
+  void log_step(const StepResult& r, double pairs_per_s) {
+    if (!rank0()) return;
+    const int64_t total = cfg_.train.total_steps;
+    log_info(fmt::format(
+        "step {}/{} ({:.1f}%) loss {:.4f} sigmoid {:.4f} locca {:.4f} ssl {:.4f}/{:.4f} lr {:.3g} "
+        "grad {:.3f} t {:.2f} b {:.2f} | {:.1f} pairs/s",
+        state_.step, total, 100.0 * state_.step / total, r.loss, r.sigmoid, r.locca, r.ssl_gl, r.ssl_mask, r.lr,
+        r.grad_norm, m_.towers->logit_scale.exp().item<double>(), m_.towers->logit_bias.item<double>(), pairs_per_s));
+    nlohmann::json j = {{"step", state_.step},
+                        {"loss", r.loss},
+                        {"sigmoid", r.sigmoid},
+                        {"locca", r.locca},
+                        {"ssl_global_local", r.ssl_gl},
+                        {"ssl_masked", r.ssl_mask},
+                        {"lr", r.lr},
+                        {"grad_norm", r.grad_norm},
+                        {"t", m_.towers->logit_scale.exp().item<double>()},
+                        {"b", m_.towers->logit_bias.item<double>()},
+                        {"pairs_per_s", pairs_per_s},
+                        {"rollbacks", state_.rollbacks},
+                        {"phase", state_.phase}};
+    fs::create_directories(cfg_.train.out_dir);
+    std::ofstream(fs::path(cfg_.train.out_dir) / "metrics.jsonl", std::ios::app) << j.dump() << "\n";
+  }
+
+  RunConfig cfg_;
+  TrainOptions opts_;
+  DistEnv env_;
+  std::shared_ptr<ProcessGroup> pg_;
+  Model m_;
+  std::unique_ptr<AdamOptimizer> optimizer_;
+  std::unique_ptr<GradientSync> sync_;
+  std::unique_ptr<BatchSource> source_;
+  TrainerState state_;
+};
+
+}  // namespace
+
+int train(const RunConfig& config, const TrainOptions& options) {
+  Trainer t(config, options);
+  return t.run();
+}
+
+}  // namespace siglip2

@@ -1,0 +1,22 @@
+#pragma once
+// The training loop of `siglip2 train`: sigmoid + LocCa from the start, self-distillation from 80%,
+// data-parallel over the launcher's ranks, checkpoints that survive crashes, exact resume, SIGTERM
+// handling and rollback on NaN or loss spikes.
+#include <string>
+
+#include "train/config.hpp"
+
+namespace siglip2 {
+
+struct TrainOptions {
+  bool resume = true;           // continue from RUN/latest when there is one
+  std::string config_yaml;      // the resolved config, written into every checkpoint
+  std::string tokenizer_model;  // copied into checkpoints when set
+  // Testing hooks: make the loss of this step NaN once (rollback test).
+  int64_t inject_nan_at_step = -1;
+};
+
+// Returns the process exit status (0: finished or stopped cleanly by a signal).
+int train(const RunConfig& config, const TrainOptions& options);
+
+}  // namespace siglip2

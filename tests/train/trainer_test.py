@@ -1,0 +1,190 @@
+"""The trainer as users run it: equivalence over ranks, exact resume after SIGKILL, SIGTERM, a damaged
+newest checkpoint, and rollback after a NaN loss. Tiny model, synthetic batches, CPU, one thread."""
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from safetensors.torch import load_file
+
+failures = []
+passed = 0
+
+
+def check(name, ok, detail=""):
+    global passed
+    if ok:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failures.append(name)
+        print(f"FAIL {name}: {detail}")
+
+
+CONFIG = """base: {models}/tiny.yaml
+model:
+  decoder:
+    max_length: 12
+loss:
+  self_distillation:
+    prototypes: 64
+    head_hidden: 32
+    head_bottleneck: 16
+schedule:
+  warmup_steps: 2
+train:
+  out_dir: {out}
+  batch_size: 8
+  total_steps: {steps}
+  log_every: 1
+  checkpoint_every: {every}
+  self_distillation_start: 0.5
+  phase_checkpoints: [0.5]
+"""
+
+
+def write_config(d, out, steps=8, every=2):
+    path = os.path.join(d, os.path.basename(out) + ".yaml")
+    with open(path, "w") as f:
+        f.write(CONFIG.format(models=MODELS, out=out, steps=steps, every=every))
+    return path
+
+
+def env():
+    e = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        e.pop(k, None)
+    return e
+
+
+def train(cfg, *extra, world=1, timeout=600):
+    cmd = [BIN, "train", cfg, *extra]
+    if world > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+               "--no-python", *cmd]
+    return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def final_params(out):
+    with open(os.path.join(out, "latest")) as f:
+        name = f.read().strip()
+    return load_file(os.path.join(out, name, "model.safetensors")), name
+
+
+def max_diff(a, b, skip_key_biases=False):
+    if a.keys() != b.keys():
+        return float("inf")
+    worst = 0.0
+    for k in a:
+        x, y = a[k].double(), b[k].double()
+        if skip_key_biases and k.endswith("k_proj.bias"):
+            continue
+        if skip_key_biases and k.endswith("in_proj_bias"):  # packed q;k;v: leave out the k third
+            n = x.numel() // 3
+            x, y = torch.cat([x[:n], x[2 * n:]]), torch.cat([y[:n], y[2 * n:]])
+        worst = max(worst, (x - y).abs().max().item())
+    return worst
+
+
+def main():
+    global BIN, MODELS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--models", required=True)
+    a = ap.parse_args()
+    BIN, MODELS = os.path.abspath(a.bin), os.path.abspath(a.models)
+    d = tempfile.mkdtemp(prefix="siglip2_trainer_test_")
+    try:
+        # Reference: one process, uninterrupted.
+        ref_out = os.path.join(d, "ref")
+        r = train(write_config(d, ref_out))
+        check("uninterrupted run finishes", r.returncode == 0, r.stderr[-2000:])
+        ref, name = final_params(ref_out)
+        check("ends at the last step", name == "ckpt-00000008", name)
+        check("self-distillation heads are trained from 50%", any(k.startswith("ssl.") for k in ref), list(ref)[:5])
+
+        # Two ranks over Gloo, same global batch: same parameters.
+        two_out = os.path.join(d, "two")
+        r = train(write_config(d, two_out), world=2)
+        check("two-rank run finishes", r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:])
+        if r.returncode == 0:
+            # Key biases are left out: softmax ignores them, so their gradient is exactly zero in exact
+            # arithmetic and pure float32 rounding noise here, which Adam's normalisation turns into
+            # lr-sized steps of either sign. Every other tensor must agree.
+            two = final_params(two_out)[0]
+            diff = max_diff(ref, two, skip_key_biases=True)
+            check(f"two ranks equal one process (max difference {diff:.2e}; key biases excluded, "
+                  f"{max_diff(ref, two):.1e} with them)", diff <= 1e-5, diff)
+
+        # SIGKILL at random moments, resume with the same command: bit-identical parameters.
+        random.seed(1)
+        long_ref = os.path.join(d, "long_ref")
+        t0 = time.time()
+        train(write_config(d, long_ref, steps=60, every=1000))
+        run_time = time.time() - t0
+        kill_out = os.path.join(d, "kill")
+        cfg = write_config(d, kill_out, steps=60, every=1)
+        kills = 0
+        for attempt in range(12):
+            p = subprocess.Popen([BIN, "train", cfg], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(random.uniform(0.2, 0.6) * run_time)
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+            p.wait()
+            if kills >= 3:
+                break
+        r = train(cfg)
+        check(f"resume after {kills} SIGKILLs finishes", r.returncode == 0 and kills >= 1, r.stderr[-2000:])
+        if r.returncode == 0:
+            diff = max_diff(final_params(long_ref)[0], final_params(kill_out)[0])
+            check(f"killed and resumed equals uninterrupted bit for bit (max difference {diff})", diff == 0.0, diff)
+
+        # SIGTERM: finish the step, save, exit 0.
+        term_out = os.path.join(d, "term")
+        cfg = write_config(d, term_out, steps=400, every=1000)
+        p = subprocess.Popen([BIN, "train", cfg], env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(4)
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=120)
+        saved = os.path.exists(os.path.join(term_out, "latest"))
+        check("SIGTERM exits 0 with a checkpoint", p.returncode == 0 and saved and "stopped by signal" in out,
+              f"status {p.returncode}, checkpoint {saved}\n{out[-1500:]}")
+
+        # A damaged newest checkpoint: reported, and the previous one is used.
+        dmg_out = os.path.join(d, "damaged")
+        cfg = write_config(d, dmg_out, steps=6, every=2)
+        train(cfg)
+        shutil.rmtree(os.path.join(dmg_out, "ckpt-00000006"))
+        shutil.copytree(os.path.join(dmg_out, "ckpt-00000004"), os.path.join(dmg_out, "ckpt-00000006"))
+        model = os.path.join(dmg_out, "ckpt-00000006", "model.safetensors")
+        with open(model, "r+b") as f:
+            f.truncate(os.path.getsize(model) // 2)
+        with open(os.path.join(dmg_out, "ckpt-00000006", "trainer_state.json")) as f:
+            state = f.read().replace('"step": 4', '"step": 6')
+        with open(os.path.join(dmg_out, "ckpt-00000006", "trainer_state.json"), "w") as f:
+            f.write(state)
+        r = train(cfg, "--set", "train.total_steps=8")
+        check("a truncated latest checkpoint falls back to the previous one",
+              r.returncode == 0 and "is damaged and is skipped" in r.stderr and "resumed from" in r.stderr
+              and "ckpt-00000004" in r.stderr, r.stderr[-2000:])
+
+        # An injected NaN loss: rollback to the last checkpoint, skip that batch, finish.
+        nan_out = os.path.join(d, "nan")
+        r = train(write_config(d, nan_out, steps=8, every=2), "--debug-nan-at-step", "5")
+        ok = r.returncode == 0 and "rolled back to" in r.stderr and "skipping the batch" in r.stderr
+        check("an injected NaN triggers a rollback and the run finishes", ok, r.stderr[-2000:])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    print(f"trainer: {passed} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
