@@ -14,6 +14,7 @@ void add_export_command(CLI::App& app);
 void add_embed_command(CLI::App& app);
 void add_zero_shot_command(CLI::App& app);
 void add_model_info_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 
 }  // namespace siglip2::cli

@@ -3,6 +3,7 @@
 // (preprocessor_config.json, tokenizer_config.json) where there is one.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/config.hpp"
 
@@ -47,6 +48,128 @@ struct TokenizerConfig {
     v("pad_id", pad_id, "padding token id", config::at_least<int64_t>(0));
     v("eos_id", eos_id, "end-of-sequence token id, appended to every text", config::at_least<int64_t>(0));
     v("siglip1", siglip1, "SigLIP 1 canonicalisation: strip punctuation, collapse spaces");
+  }
+};
+
+// LocCa decoder targets (docs/data.md "LocCa targets"): three tasks per example, each "PREFIX BODY <eos>",
+// the prefix not counted in the loss.
+struct LoccaTargetsConfig {
+  int64_t length = 64;                // tokens per target sequence, prefix and EOS included
+  int64_t box_bins = 500;             // box coordinates as integers 0 .. box_bins - 1
+  double parallel_probability = 0.5;  // captioning examples predicted in parallel (SigLIP 2: 0.5)
+  std::string caption_prefix = "Cap:";
+  std::string referring_prefix = "ARef:";
+  std::string grounded_prefix = "GCap:";
+
+  template <class V>
+  void visit(V& v) {
+    v("length", length, "tokens per LocCa target sequence (prefix and EOS included)", config::greater_than<int64_t>(4));
+    v("box_bins", box_bins, "box coordinates are written as integers 0 .. box_bins - 1",
+      config::greater_than<int64_t>(1));
+    v("parallel_probability", parallel_probability,
+      "probability that a captioning example is predicted in parallel from mask tokens (SigLIP 2: 0.5)",
+      config::in_range(0.0, 1.0));
+    v("caption_prefix", caption_prefix, "prefix of the captioning task (not counted in the loss)");
+    v("referring_prefix", referring_prefix, "prefix of referring expressions: caption -> box");
+    v("grounded_prefix", grounded_prefix, "prefix of grounded captioning: box -> caption");
+  }
+};
+
+// Self-distillation views (SILC / DINO values; ssl_locca.md §2): the global view is the fixed-resolution
+// image itself (pixel_values); these are the student's local crops.
+struct SslViewsConfig {
+  int64_t local_crops = 8;          // SigLIP 2
+  int64_t local_size = 112;         // DINO: 96 px at 224; a multiple of the patch size
+  double local_scale_min = 0.05;    // SILC
+  double local_scale_max = 0.4;     // SILC
+  double flip_probability = 0.5;    // DINO
+  double jitter_probability = 0.8;  // DINO: ColorJitter(0.4, 0.4, 0.2, 0.1) with p 0.8
+  double brightness = 0.4;
+  double contrast = 0.4;
+  double saturation = 0.2;
+  double hue = 0.1;
+  double grayscale_probability = 0.2;  // DINO
+  double blur_probability = 0.5;       // DINO, local crops
+  double blur_sigma_min = 0.1;         // DINO
+  double blur_sigma_max = 2.0;
+
+  template <class V>
+  void visit(V& v) {
+    using config::at_least;
+    using config::in_range;
+    v("local_crops", local_crops, "local crops per image (SigLIP 2: 8)", config::greater_than<int64_t>(0));
+    v("local_size", local_size, "local crop side in pixels, a multiple of the patch size (DINO: 96 at 224)",
+      config::greater_than<int64_t>(0));
+    v("local_scale_min", local_scale_min, "smallest crop area, as a fraction of the image (SILC: 0.05)",
+      in_range(0.0, 1.0));
+    v("local_scale_max", local_scale_max, "largest crop area, as a fraction of the image (SILC: 0.4)",
+      in_range(0.0, 1.0));
+    v("flip_probability", flip_probability, "horizontal flip probability (DINO: 0.5)", in_range(0.0, 1.0));
+    v("jitter_probability", jitter_probability, "colour jitter probability (DINO: 0.8)", in_range(0.0, 1.0));
+    v("brightness", brightness, "colour jitter: brightness factor range 1 +- this (DINO: 0.4)", at_least(0.0));
+    v("contrast", contrast, "colour jitter: contrast factor range 1 +- this (DINO: 0.4)", at_least(0.0));
+    v("saturation", saturation, "colour jitter: saturation factor range 1 +- this (DINO: 0.2)", at_least(0.0));
+    v("hue", hue, "colour jitter: hue shift range +- this, in turns (DINO: 0.1)", in_range(0.0, 0.5));
+    v("grayscale_probability", grayscale_probability, "grayscale probability (DINO: 0.2)", in_range(0.0, 1.0));
+    v("blur_probability", blur_probability, "Gaussian blur probability (DINO local crops: 0.5)", in_range(0.0, 1.0));
+    v("blur_sigma_min", blur_sigma_min, "Gaussian blur sigma range, pixels (DINO: 0.1 .. 2)",
+      config::greater_than(0.0));
+    v("blur_sigma_max", blur_sigma_max, "Gaussian blur sigma upper end, pixels", config::greater_than(0.0));
+  }
+  std::string check() const {
+    if (local_scale_min > local_scale_max) return "local_scale_min must not exceed local_scale_max";
+    if (blur_sigma_min > blur_sigma_max) return "blur_sigma_min must not exceed blur_sigma_max";
+    return "";
+  }
+};
+
+// The training data stream (docs/data.md). Each entry of `shards` is one source, a brace pattern; sources
+// are mixed by `weights`. The stream of a rank is a function of (seed, epoch, rank, worker) alone.
+struct LoaderConfig {
+  std::vector<std::string> shards;
+  std::vector<double> weights;  // empty: equal weights
+  int64_t batch_size = 32;      // per rank
+  int64_t workers = 2;          // loader threads per rank
+  int64_t prefetch = 2;         // finished batches each worker may hold
+  int64_t shuffle_buffer = 1000;
+  int64_t seed = 0;
+  int64_t epochs = 0;  // 0: repeat forever
+  int64_t max_pixels = 64 * 1024 * 1024;
+  int64_t max_entry_bytes = 256 * 1024 * 1024;
+  int64_t open_retries = 3;
+  int64_t retry_delay_ms = 200;
+  bool locca = true;
+  bool ssl_views = false;
+  LoccaTargetsConfig locca_targets;
+  SslViewsConfig ssl;
+
+  template <class V>
+  void visit(V& v) {
+    using config::at_least;
+    using config::greater_than;
+    v("shards", shards, "shard patterns, one per source, e.g. data/{000000..000999}.tar");
+    v("weights", weights, "mixing weight per source (empty: equal)", config::each(at_least(0.0)));
+    v("batch_size", batch_size, "examples per batch on each rank", greater_than<int64_t>(0));
+    v("workers", workers, "loader threads per rank; each reads its own shards", greater_than<int64_t>(0));
+    v("prefetch", prefetch, "finished batches each worker may queue", greater_than<int64_t>(0));
+    v("shuffle_buffer", shuffle_buffer, "samples in each worker's shuffle buffer (0 or 1: no shuffling)",
+      at_least<int64_t>(0));
+    v("seed", seed, "seed of the shard order, shuffle buffers and per-example randomness");
+    v("epochs", epochs, "passes over the data (0: repeat forever)", at_least<int64_t>(0));
+    v("max_pixels", max_pixels, "images with more pixels are skipped (checked from the header)",
+      greater_than<int64_t>(0));
+    v("max_entry_bytes", max_entry_bytes, "tar entries larger than this are skipped unread", greater_than<int64_t>(0));
+    v("open_retries", open_retries, "retries before a shard that cannot be opened is skipped", at_least<int64_t>(0));
+    v("retry_delay_ms", retry_delay_ms, "delay before the first retry (doubles each time)", at_least<int64_t>(0));
+    v("locca", locca, "produce LocCa decoder targets");
+    v("ssl_views", ssl_views, "produce self-distillation local crops");
+    v("locca_targets", locca_targets, "LocCa target layout");
+    v("ssl", ssl, "self-distillation views");
+  }
+  std::string check() const {
+    if (!weights.empty() && weights.size() != shards.size())
+      return "weights must be empty or have one entry per shards pattern";
+    return "";
   }
 };
 

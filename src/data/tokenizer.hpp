@@ -28,10 +28,12 @@ class Tokenizer {
   at::Tensor encode(const std::vector<std::string>& texts) const;  // int64 [N, length]
   std::vector<int> encode_one(const std::string& text) const;      // exactly `length` ids: one row of encode
   int64_t vocab_size() const;
+  // The ids of a text before EOS, truncation and padding (used to lay out LocCa targets).
+  std::vector<int> pieces(const std::string& text) const;
+  const TokenizerConfig& config() const { return config_; }
 
  private:
   Tokenizer() = default;
-  std::vector<int> pieces(const std::string& text) const;  // the ids before EOS, truncation and padding
 
   TokenizerConfig config_;
   std::shared_ptr<const sentencepiece::SentencePieceProcessor> model_;

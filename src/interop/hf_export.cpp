@@ -1,5 +1,10 @@
 #include "interop/hf_export.hpp"
 
+#include "siglip2/build_config.hpp"
+#if SIGLIP2_CONFIG_SENTENCEPIECE
+#include <sentencepiece_processor.h>
+#endif
+
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -111,24 +116,39 @@ std::string hf_preprocessor_json(const ImageConfig& img) {
   return dump(j);
 }
 
-std::string hf_tokenizer_config_json(const TokenizerConfig& t) {
+SpecialTokens special_tokens(const TokenizerConfig& t, const std::string& model_file) {
+  SpecialTokens s =
+      t.siglip1 ? SpecialTokens{"", "</s>", "</s>", "<unk>"} : SpecialTokens{"<bos>", "<eos>", "<pad>", "<unk>"};
+#if SIGLIP2_CONFIG_SENTENCEPIECE
+  if (model_file.empty()) return s;
+  sentencepiece::SentencePieceProcessor sp;
+  if (!sp.Load(model_file).ok()) throw Error("cannot load the tokenizer model '" + model_file + "'");
+  auto piece = [&](int id, const std::string& fallback) {
+    return id >= 0 && id < sp.GetPieceSize() ? sp.IdToPiece(id) : fallback;
+  };
+  s.eos = piece(static_cast<int>(t.eos_id), s.eos);
+  s.pad = piece(static_cast<int>(t.pad_id), s.pad);
+  s.unk = piece(sp.unk_id(), s.unk);
+  if (!t.siglip1) s.bos = piece(sp.bos_id(), s.bos);
+#endif
+  return s;
+}
+
+std::string hf_tokenizer_config_json(const TokenizerConfig& t, const SpecialTokens& s) {
   ordered_json j;
   if (t.siglip1) {
     // SiglipTokenizer (hf_interop.md §5.2): pad = eos = </s>, lowercased, punctuation stripped by the class.
     j["tokenizer_class"] = "SiglipTokenizer";
-    j["eos_token"] = "</s>";
-    j["pad_token"] = "</s>";
-    j["unk_token"] = "<unk>";
   } else {
     // Gemma (hf_interop.md §5.1): no BOS, EOS appended, right padding (GemmaTokenizer defaults to left).
     j["tokenizer_class"] = "GemmaTokenizer";
     j["add_bos_token"] = false;
     j["add_eos_token"] = true;
-    j["bos_token"] = "<bos>";
-    j["eos_token"] = "<eos>";
-    j["pad_token"] = "<pad>";
-    j["unk_token"] = "<unk>";
+    j["bos_token"] = s.bos;
   }
+  j["eos_token"] = s.eos;
+  j["pad_token"] = s.pad;
+  j["unk_token"] = s.unk;
   j["padding_side"] = "right";
   j["do_lower_case"] = t.lowercase != "none";
   j["model_max_length"] = t.length;
@@ -136,18 +156,12 @@ std::string hf_tokenizer_config_json(const TokenizerConfig& t) {
   return dump(j);
 }
 
-std::string hf_special_tokens_json(const TokenizerConfig& t) {
+std::string hf_special_tokens_json(const TokenizerConfig& t, const SpecialTokens& s) {
   ordered_json j;
-  if (t.siglip1) {
-    j["eos_token"] = "</s>";
-    j["pad_token"] = "</s>";
-    j["unk_token"] = "<unk>";
-  } else {
-    j["bos_token"] = "<bos>";
-    j["eos_token"] = "<eos>";
-    j["pad_token"] = "<pad>";
-    j["unk_token"] = "<unk>";
-  }
+  if (!t.siglip1) j["bos_token"] = s.bos;
+  j["eos_token"] = s.eos;
+  j["pad_token"] = s.pad;
+  j["unk_token"] = s.unk;
   return dump(j);
 }
 
@@ -200,8 +214,9 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
       // The vocabulary file names the tokenizer classes look for (VOCAB_FILES_NAMES).
       const char* vocab = config.tokenizer.siglip1 ? "spiece.model" : "tokenizer.model";
       write_file_atomic(tmp + "/" + vocab, tokenizer_bytes);
-      write_file_atomic(tmp + "/tokenizer_config.json", hf_tokenizer_config_json(config.tokenizer));
-      write_file_atomic(tmp + "/special_tokens_map.json", hf_special_tokens_json(config.tokenizer));
+      SpecialTokens special = special_tokens(config.tokenizer, tokenizer_model);
+      write_file_atomic(tmp + "/tokenizer_config.json", hf_tokenizer_config_json(config.tokenizer, special));
+      write_file_atomic(tmp + "/special_tokens_map.json", hf_special_tokens_json(config.tokenizer, special));
     }
   });
   log_info("exported " + std::to_string(out.size()) + " tensors (" + o.dtype + ") to '" + out_dir + "' as " +

@@ -20,8 +20,14 @@ struct HfExportOptions {
 // config.json, preprocessor_config.json, tokenizer_config.json and special_tokens_map.json texts.
 std::string hf_config_json(const ModelBundleConfig& config, const HfExportOptions& options);
 std::string hf_preprocessor_json(const ImageConfig& image);
-std::string hf_tokenizer_config_json(const TokenizerConfig& tokenizer);
-std::string hf_special_tokens_json(const TokenizerConfig& tokenizer);
+// The special tokens' strings: read from the sentencepiece model when there is one (a model trained
+// here names its pieces as it likes), else Gemma's / SigLIP 1's standard names.
+struct SpecialTokens {
+  std::string bos, eos, pad, unk;
+};
+SpecialTokens special_tokens(const TokenizerConfig& tokenizer, const std::string& model_file = "");
+std::string hf_tokenizer_config_json(const TokenizerConfig& tokenizer, const SpecialTokens& special);
+std::string hf_special_tokens_json(const TokenizerConfig& tokenizer, const SpecialTokens& special);
 
 // Exports a siglip2-cpp model directory (or a training checkpoint) to `out_dir`, written atomically.
 void export_hf(const std::string& model_dir, const std::string& out_dir, const HfExportOptions& options);

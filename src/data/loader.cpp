@@ -1,0 +1,500 @@
+#include "data/loader.hpp"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include "common/error.hpp"
+#include "common/logging.hpp"
+#include "data/image.hpp"
+#include "data/rng.hpp"
+#include "data/shard_list.hpp"
+#include "data/ssl_views.hpp"
+#include "data/tokenizer.hpp"
+
+namespace siglip2 {
+namespace {
+
+// Tags keep the seeds of different decisions apart.
+constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4;
+
+// Skipped samples are reported at most once per reason per interval, with the running count.
+class SkipReporter {
+ public:
+  void report(const std::string& reason, const std::string& what, int64_t count) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = last_.find(reason);
+    if (it != last_.end() && now - it->second < std::chrono::seconds(30)) return;
+    last_[reason] = now;
+    log_warn("data: skipped " + what + ": " + reason + " (" + std::to_string(count) +
+             " so far on this worker; reported at most every 30 s)");
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::chrono::steady_clock::time_point> last_;
+};
+
+struct Shared {
+  LoaderConfig config;
+  ImageConfig image;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  int64_t rank = 0, world_size = 1;
+  std::vector<std::vector<std::string>> sources;  // expanded shard lists
+  std::vector<double> weights;
+  SkipReporter reporter;
+};
+
+// One source as one worker sees it: its shards of the epoch, in order, through a shuffle buffer.
+class SourceStream {
+ public:
+  SourceStream(Shared& shared, int64_t source, int64_t worker, int64_t epoch, int64_t emitted, SkipCounts& skipped)
+      : s_(shared), source_(source), worker_(worker), epoch_(epoch), skipped_(skipped) {
+    finished_ = s_.config.epochs > 0 && epoch_ >= s_.config.epochs;
+    if (finished_) return;
+    start_epoch();
+    counting_ = false;  // replay: the counts of this part are already in the state
+    for (int64_t i = 0; i < emitted && next(); ++i) {
+    }
+    counting_ = true;
+  }
+
+  std::optional<RawSample> next() {
+    while (!finished_) {
+      const size_t capacity = static_cast<size_t>(std::max<int64_t>(1, s_.config.shuffle_buffer));
+      while (!input_done_ && buffer_.size() < capacity) {
+        std::optional<RawSample> raw = next_input();
+        if (!raw) {
+          input_done_ = true;
+        } else {
+          buffer_.push_back(std::move(*raw));
+          ++read_in_epoch_;
+        }
+      }
+      if (buffer_.empty()) {
+        end_epoch();
+        continue;
+      }
+      const size_t j = below(rng_, buffer_.size());
+      std::swap(buffer_[j], buffer_.back());
+      RawSample out = std::move(buffer_.back());
+      buffer_.pop_back();
+      ++emitted_;
+      return out;
+    }
+    return std::nullopt;
+  }
+
+  int64_t epoch() const { return epoch_; }
+  int64_t emitted() const { return emitted_; }
+  bool finished() const { return finished_; }
+
+ private:
+  void start_epoch() {
+    shards_ = worker_shards(s_.sources[source_], s_.config.seed, source_, epoch_, s_.rank, s_.world_size, worker_,
+                            s_.config.workers);
+    shard_pos_ = 0;
+    reader_.reset();
+    buffer_.clear();
+    input_done_ = false;
+    emitted_ = 0;
+    read_in_epoch_ = 0;
+    rng_.seed(mix_seed({uint64_t(s_.config.seed), kBufferTag, uint64_t(source_), uint64_t(epoch_), uint64_t(s_.rank),
+                        uint64_t(worker_)}));
+  }
+
+  void end_epoch() {
+    empty_epochs_ = read_in_epoch_ == 0 ? empty_epochs_ + 1 : 0;
+    // Shards are dealt anew each epoch, so a worker may be unlucky once; many empty epochs in a row mean
+    // the source has nothing readable, and repeating forever would hang the run.
+    if (s_.config.epochs == 0 && empty_epochs_ >= 10) {
+      throw Error("data source '" + s_.config.shards[source_] + "': worker " + std::to_string(worker_) + " of rank " +
+                  std::to_string(s_.rank) + " read no sample in 10 epochs up to " + std::to_string(epoch_) +
+                  " (shards missing, empty or unreadable; see the errors above)");
+    }
+    ++epoch_;
+    if (s_.config.epochs > 0 && epoch_ >= s_.config.epochs) {
+      finished_ = true;
+      emitted_ = 0;
+      return;
+    }
+    start_epoch();
+  }
+
+  std::optional<RawSample> next_input() {
+    for (;;) {
+      if (reader_) {
+        if (std::optional<RawSample> raw = reader_->next()) return raw;
+        if (!reader_->error().empty() && counting_) {
+          ++skipped_[skip::kTruncatedShard];
+          log_warn("data: " + reader_->error() + "; the rest of this shard is skipped");
+        }
+        reader_.reset();
+      }
+      if (shard_pos_ >= shards_.size()) return std::nullopt;
+      const std::string& path = shards_[shard_pos_++];
+      for (int64_t attempt = 0;; ++attempt) {
+        try {
+          reader_ = std::make_unique<ShardReader>(path, s_.config.max_entry_bytes);
+          break;
+        } catch (const Error& e) {
+          if (attempt >= s_.config.open_retries) {
+            if (counting_) {
+              ++skipped_[skip::kUnreadableShard];
+              log_error("data: " + std::string(e.what()) + "; skipped after " + std::to_string(attempt + 1) +
+                        " attempts");
+            }
+            break;
+          }
+          std::this_thread::sleep_for(
+              std::chrono::milliseconds(s_.config.retry_delay_ms << std::min<int64_t>(attempt, 10)));
+        }
+      }
+    }
+  }
+
+  Shared& s_;
+  int64_t source_, worker_, epoch_;
+  SkipCounts& skipped_;
+  std::vector<std::string> shards_;
+  size_t shard_pos_ = 0;
+  std::unique_ptr<ShardReader> reader_;
+  std::vector<RawSample> buffer_;
+  DataRng rng_;
+  bool input_done_ = false, finished_ = false, counting_ = true;
+  int64_t emitted_ = 0, read_in_epoch_ = 0, empty_epochs_ = 0;
+};
+
+struct QueueItem {
+  std::optional<Batch> batch;  // none: the worker is done
+  LoaderWorkerState state;     // the worker's state after this item
+  std::exception_ptr error;
+};
+
+class Worker {
+ public:
+  Worker(Shared& shared, int64_t index, const LoaderWorkerState& state) : s_(shared), index_(index), state_(state) {
+    const size_t n = s_.sources.size();
+    state_.source_epoch.resize(n, 0);
+    state_.source_emitted.resize(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      streams_.push_back(std::make_unique<SourceStream>(s_, static_cast<int64_t>(i), index_, state_.source_epoch[i],
+                                                        state_.source_emitted[i], state_.skipped));
+    }
+  }
+
+  // The next batch, or none when every source is finished.
+  std::optional<Batch> produce() {
+    std::vector<Sample> samples;
+    std::vector<LoccaExample> locca;
+    std::vector<at::Tensor> views;
+    const auto batch_size = static_cast<size_t>(s_.config.batch_size);
+    while (samples.size() < batch_size) {
+      const uint64_t pull = static_cast<uint64_t>(state_.pulls);
+      std::optional<RawSample> raw = pull_mixed(pull);
+      if (!raw) break;
+      ++state_.pulls;
+      Sample sample;
+      const std::string reason = decode_sample(*raw, s_.config.max_pixels, sample, state_.skipped);
+      if (!reason.empty()) {
+        const int64_t count = ++state_.skipped[reason];
+        s_.reporter.report(reason, raw->shard + ":" + raw->key, count);
+        continue;
+      }
+      DataRng rng(mix_seed({uint64_t(s_.config.seed), kSampleTag, uint64_t(s_.rank), uint64_t(index_), pull}));
+      if (s_.config.locca)
+        locca.push_back(
+            make_locca_example(sample.caption, sample.regions, *s_.tokenizer, s_.config.locca_targets, rng));
+      if (s_.config.ssl_views) views.push_back(make_local_views(sample.image, s_.config.ssl, rng));
+      samples.push_back(std::move(sample));
+    }
+    snapshot();
+    if (samples.empty()) {
+      state_.done = true;
+      return std::nullopt;
+    }
+    return assemble(samples, locca, views);
+  }
+
+  const LoaderWorkerState& state() const { return state_; }
+
+ private:
+  std::optional<RawSample> pull_mixed(uint64_t pull) {
+    const double u =
+        static_cast<double>(
+            splitmix64(mix_seed({uint64_t(s_.config.seed), kMixTag, uint64_t(s_.rank), uint64_t(index_), pull})) >>
+            11) *
+        0x1.0p-53;
+    for (;;) {
+      double total = 0;
+      for (size_t i = 0; i < streams_.size(); ++i)
+        if (!streams_[i]->finished()) total += s_.weights[i];
+      if (total <= 0) return std::nullopt;
+      double at = u * total;
+      size_t pick = streams_.size();
+      for (size_t i = 0; i < streams_.size(); ++i) {
+        if (streams_[i]->finished() || s_.weights[i] <= 0) continue;
+        pick = i;
+        if (at < s_.weights[i]) break;
+        at -= s_.weights[i];
+      }
+      if (std::optional<RawSample> raw = streams_[pick]->next()) return raw;
+    }
+  }
+
+  void snapshot() {
+    for (size_t i = 0; i < streams_.size(); ++i) {
+      state_.source_epoch[i] = streams_[i]->epoch();
+      state_.source_emitted[i] = streams_[i]->emitted();
+    }
+  }
+
+  Batch assemble(const std::vector<Sample>& samples, const std::vector<LoccaExample>& locca,
+                 const std::vector<at::Tensor>& views) const {
+    Batch b;
+    const auto n = static_cast<int64_t>(samples.size());
+    b.labels = torch::empty({n}, torch::kLong);
+    std::vector<std::string> captions;
+    for (int64_t i = 0; i < n; ++i) {
+      b.keys.push_back(samples[i].key);
+      b.labels[i] = samples[i].label;
+      captions.push_back(samples[i].caption);
+    }
+    if (s_.image.naflex) {
+      std::vector<NaflexImage> images;
+      for (const auto& s : samples)
+        images.push_back(preprocess_naflex(s.image, s_.image.patch_size, s_.image.max_num_patches));
+      NaflexBatch nb = stack_naflex(images);
+      b.pixel_values = nb.pixel_values;
+      b.pixel_attention_mask = nb.pixel_attention_mask;
+      b.spatial_shapes = nb.spatial_shapes;
+    } else {
+      std::vector<at::Tensor> images;
+      for (const auto& s : samples) images.push_back(preprocess_fixed(s.image, s_.image.image_size, s_.image.resample));
+      b.pixel_values = stack_fixed(images);
+    }
+    b.input_ids = s_.tokenizer->encode(captions);
+    if (s_.config.locca) b.locca = stack_locca(locca);
+    if (s_.config.ssl_views) b.local_views = torch::cat(views);
+    return b;
+  }
+
+  Shared& s_;
+  int64_t index_;
+  LoaderWorkerState state_;
+  std::vector<std::unique_ptr<SourceStream>> streams_;
+};
+
+void check_state(const LoaderState& st, const LoaderConfig& c, int64_t rank, int64_t world, size_t sources) {
+  auto mismatch = [](const std::string& what, int64_t saved, int64_t now) {
+    return Error("cannot resume the data loader: it was saved with " + what + " " + std::to_string(saved) +
+                 ", this run has " + std::to_string(now));
+  };
+  if (st.seed != c.seed) throw mismatch("data.seed", st.seed, c.seed);
+  if (st.rank != rank) throw mismatch("rank", st.rank, rank);
+  if (st.world_size != world) throw mismatch("world size", st.world_size, world);
+  if (static_cast<int64_t>(st.workers.size()) != c.workers)
+    throw mismatch("data.workers", static_cast<int64_t>(st.workers.size()), c.workers);
+  for (const auto& w : st.workers)  // empty: the worker had not delivered a batch yet
+    if (w.source_epoch.size() != w.source_emitted.size() ||
+        (!w.source_epoch.empty() && w.source_epoch.size() != sources))
+      throw mismatch("shard sources", static_cast<int64_t>(w.source_epoch.size()), static_cast<int64_t>(sources));
+  if (st.next_worker < 0 || st.next_worker >= c.workers) throw Error("cannot resume the data loader: bad next_worker");
+}
+
+}  // namespace
+
+SkipCounts LoaderState::skipped() const {
+  SkipCounts total;
+  for (const auto& w : workers)
+    for (const auto& [reason, n] : w.skipped) total[reason] += n;
+  return total;
+}
+
+std::string loader_state_to_json(const LoaderState& st) {
+  nlohmann::json j;
+  j["seed"] = st.seed;
+  j["rank"] = st.rank;
+  j["world_size"] = st.world_size;
+  j["batches"] = st.batches;
+  j["next_worker"] = st.next_worker;
+  j["workers"] = nlohmann::json::array();
+  for (const auto& w : st.workers) {
+    j["workers"].push_back({{"pulls", w.pulls},
+                            {"source_epoch", w.source_epoch},
+                            {"source_emitted", w.source_emitted},
+                            {"skipped", w.skipped},
+                            {"done", w.done}});
+  }
+  return j.dump();
+}
+
+LoaderState loader_state_from_json(const std::string& text) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    LoaderState st;
+    st.seed = j.at("seed").get<int64_t>();
+    st.rank = j.at("rank").get<int64_t>();
+    st.world_size = j.at("world_size").get<int64_t>();
+    st.batches = j.at("batches").get<int64_t>();
+    st.next_worker = j.at("next_worker").get<int64_t>();
+    for (const auto& w : j.at("workers")) {
+      LoaderWorkerState ws;
+      ws.pulls = w.at("pulls").get<int64_t>();
+      ws.source_epoch = w.at("source_epoch").get<std::vector<int64_t>>();
+      ws.source_emitted = w.at("source_emitted").get<std::vector<int64_t>>();
+      ws.skipped = w.at("skipped").get<SkipCounts>();
+      ws.done = w.at("done").get<bool>();
+      st.workers.push_back(std::move(ws));
+    }
+    return st;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("data loader state: malformed JSON (") + e.what() + ")");
+  }
+}
+
+std::vector<std::string> worker_shards(const std::vector<std::string>& shards, int64_t seed, int64_t source,
+                                       int64_t epoch, int64_t rank, int64_t world_size, int64_t worker,
+                                       int64_t workers) {
+  std::vector<size_t> order(shards.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  DataRng rng(mix_seed({uint64_t(seed), kShardOrderTag, uint64_t(source), uint64_t(epoch)}));
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[below(rng, i)]);
+  const auto slots = static_cast<size_t>(world_size * workers);
+  const auto slot = static_cast<size_t>(rank * workers + worker);
+  std::vector<std::string> out;
+  for (size_t i = slot; i < order.size(); i += slots) out.push_back(shards[order[i]]);
+  return out;
+}
+
+struct DataLoader::Impl {
+  Shared shared;
+  LoaderState state;
+  std::vector<std::unique_ptr<std::deque<QueueItem>>> queues;
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool stopping = false;
+  std::vector<std::thread> threads;
+
+  void run(int64_t w, LoaderWorkerState initial) {
+    std::unique_ptr<Worker> worker;
+    for (;;) {
+      QueueItem item;
+      try {
+        if (!worker) worker = std::make_unique<Worker>(shared, w, initial);
+        item.batch = worker->produce();
+        item.state = worker->state();
+      } catch (...) {
+        item.error = std::current_exception();
+      }
+      const bool last = !item.batch;
+      std::unique_lock<std::mutex> lock(mutex);
+      changed.wait(lock, [&] { return stopping || queues[w]->size() < static_cast<size_t>(shared.config.prefetch); });
+      if (stopping) return;
+      queues[w]->push_back(std::move(item));
+      changed.notify_all();
+      if (last) return;
+    }
+  }
+};
+
+DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer& tokenizer, int64_t rank,
+                       int64_t world_size, const LoaderState* resume)
+    : impl_(std::make_unique<Impl>()) {
+  Shared& s = impl_->shared;
+  s.config = config;
+  s.image = image;
+  s.tokenizer = std::make_shared<const Tokenizer>(tokenizer);
+  s.rank = rank;
+  s.world_size = world_size;
+  if (rank < 0 || world_size < 1 || rank >= world_size)
+    throw Error("data loader: rank " + std::to_string(rank) + " is not in a world of " + std::to_string(world_size));
+  if (config.shards.empty()) throw ConfigError("data.shards is empty: name at least one shard pattern");
+  const std::string problem = config.check();
+  if (!problem.empty()) throw ConfigError("data: " + problem);
+  const int64_t slots = world_size * config.workers;
+  for (const auto& pattern : config.shards) {
+    s.sources.push_back(expand_braces(pattern));
+    if (static_cast<int64_t>(s.sources.back().size()) < slots) {
+      throw ConfigError("data source '" + pattern + "' has " + std::to_string(s.sources.back().size()) +
+                        " shards, fewer than ranks x workers = " + std::to_string(slots) +
+                        "; lower data.workers or write more shards");
+    }
+  }
+  s.weights = config.weights.empty() ? std::vector<double>(config.shards.size(), 1.0) : config.weights;
+  if (config.ssl_views) {
+    if (image.naflex) throw ConfigError("data.ssl_views: self-distillation views are not used with NaFlex");
+    if (config.ssl.local_size % image.patch_size != 0)
+      throw ConfigError("data.ssl.local_size " + std::to_string(config.ssl.local_size) +
+                        " must be a multiple of the patch size " + std::to_string(image.patch_size));
+  }
+
+  LoaderState& st = impl_->state;
+  if (resume) {
+    check_state(*resume, config, rank, world_size, s.sources.size());
+    st = *resume;
+  } else {
+    st.seed = config.seed;
+    st.rank = rank;
+    st.world_size = world_size;
+    st.workers.resize(static_cast<size_t>(config.workers));
+  }
+  for (int64_t w = 0; w < config.workers; ++w) impl_->queues.push_back(std::make_unique<std::deque<QueueItem>>());
+  for (int64_t w = 0; w < config.workers; ++w) {
+    if (st.workers[w].done) continue;
+    impl_->threads.emplace_back([this, w, initial = st.workers[w]] { impl_->run(w, initial); });
+  }
+}
+
+DataLoader::~DataLoader() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->changed.notify_all();
+  for (auto& t : impl_->threads) t.join();
+}
+
+std::optional<Batch> DataLoader::next() {
+  LoaderState& st = impl_->state;
+  const auto workers = static_cast<int64_t>(st.workers.size());
+  for (;;) {
+    bool all_done = true;
+    for (const auto& w : st.workers) all_done = all_done && w.done;
+    if (all_done) return std::nullopt;
+    const int64_t w = st.next_worker;
+    if (st.workers[w].done) {
+      st.next_worker = (w + 1) % workers;
+      continue;
+    }
+    QueueItem item;
+    {
+      std::unique_lock<std::mutex> lock(impl_->mutex);
+      impl_->changed.wait(lock, [&] { return !impl_->queues[w]->empty(); });
+      item = std::move(impl_->queues[w]->front());
+      impl_->queues[w]->pop_front();
+    }
+    impl_->changed.notify_all();
+    if (item.error) std::rethrow_exception(item.error);
+    st.workers[w] = std::move(item.state);
+    st.next_worker = (w + 1) % workers;
+    if (!item.batch) continue;
+    ++st.batches;
+    return std::move(item.batch);
+  }
+}
+
+const LoaderState& DataLoader::state() const {
+  return impl_->state;
+}
+
+}  // namespace siglip2

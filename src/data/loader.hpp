@@ -1,0 +1,81 @@
+#pragma once
+// The training data stream of one rank (docs/data.md): WebDataset shards split over ranks and loader
+// threads, reshuffled each epoch, mixed by weight, shuffled again through a buffer, decoded and turned
+// into batches by the threads in parallel. Batches are taken from the threads in turn, so the stream is a
+// function of (seed, epoch, rank, worker) alone, and a LoaderState saved after any batch resumes it exactly.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/config.hpp"
+#include "data/locca_targets.hpp"
+#include "data/webdataset.hpp"
+
+namespace siglip2 {
+
+class Tokenizer;
+
+struct LoaderWorkerState {
+  int64_t pulls = 0;                    // samples taken from the mixed stream, skipped ones included
+  std::vector<int64_t> source_epoch;    // per source: the epoch being read
+  std::vector<int64_t> source_emitted;  // per source: samples its shuffle buffer gave out in that epoch
+  SkipCounts skipped;
+  bool done = false;  // finite epochs: nothing left
+};
+
+// Everything a resume needs; serialise with loader_state_to_json.
+struct LoaderState {
+  int64_t seed = 0;
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  int64_t batches = 0;      // handed out so far
+  int64_t next_worker = 0;  // whose batch comes next
+  std::vector<LoaderWorkerState> workers;
+
+  SkipCounts skipped() const;  // summed over workers
+};
+std::string loader_state_to_json(const LoaderState& state);
+LoaderState loader_state_from_json(const std::string& json);  // throws siglip2::Error when malformed
+
+struct Batch {
+  std::vector<std::string> keys;
+  // Fixed resolution: float32 [B, 3, S, S]. NaFlex: float32 [B, N, P*P*3] with the mask and shapes.
+  at::Tensor pixel_values;
+  at::Tensor pixel_attention_mask;  // NaFlex: int32 [B, N]
+  at::Tensor spatial_shapes;        // NaFlex: int64 [B, 2]
+  at::Tensor input_ids;             // int64 [B, tokenizer length]
+  at::Tensor labels;                // int64 [B]: KEY.cls, -1 where absent
+  std::optional<LoccaTargets> locca;
+  at::Tensor local_views;  // ssl_views: float32 [B * local_crops, 3, s, s], image-major
+};
+
+// The shards one worker reads in one epoch of one source (exposed for tests and `data inspect`).
+std::vector<std::string> worker_shards(const std::vector<std::string>& shards, int64_t seed, int64_t source,
+                                       int64_t epoch, int64_t rank, int64_t world_size, int64_t worker,
+                                       int64_t workers);
+
+class DataLoader {
+ public:
+  // Starts the worker threads. `resume`: a state from a loader with the same seed, rank, world size and
+  // number of workers (else siglip2::Error); a resumed worker re-reads (without decoding) the part of its
+  // current epoch it had already given out, to rebuild its shuffle buffer.
+  DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer& tokenizer, int64_t rank,
+             int64_t world_size, const LoaderState* resume = nullptr);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // The next batch; nullopt when finite epochs are exhausted. The last batch of each worker may be short.
+  // A worker's error (e.g. a source with no readable sample) is rethrown here.
+  std::optional<Batch> next();
+  const LoaderState& state() const;  // as of the last batch returned
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace siglip2

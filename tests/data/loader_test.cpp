@@ -1,0 +1,206 @@
+#include "data/loader.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <map>
+#include <set>
+
+#include "common/error.hpp"
+#include "data_test_util.hpp"
+
+namespace siglip2 {
+namespace {
+
+using testing::TempDir;
+
+// `shards` shards "s{i}.tar" in `dir` with sizes 5, 6, 7, ... samples, keys "src_s{i}_{j}".
+std::string make_source(const TempDir& dir, const std::string& src, int shards) {
+  for (int i = 0; i < shards; ++i)
+    testing::write_tar(dir.str(src + std::to_string(i) + ".tar"),
+                       testing::good_samples(src + "_s" + std::to_string(i), 5 + i));
+  return dir.str(src + "{0.." + std::to_string(shards - 1) + "}.tar");
+}
+
+class LoaderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("loader");
+    pattern_a_ = make_source(*dir_, "a", 8);  // 5 + ... + 12 = 68 samples
+    pattern_b_ = make_source(*dir_, "b", 4);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static LoaderConfig config() {
+    LoaderConfig c;
+    c.shards = {pattern_a_};
+    c.batch_size = 3;
+    c.workers = 2;
+    c.shuffle_buffer = 10;
+    c.seed = 5;
+    return c;
+  }
+  static ImageConfig image() {
+    ImageConfig i;
+    i.image_size = 16;
+    return i;
+  }
+  static std::vector<std::string> keys(DataLoader& loader, int batches) {
+    std::vector<std::string> out;
+    for (int i = 0; i < batches; ++i) {
+      auto b = loader.next();
+      if (!b) break;
+      out.insert(out.end(), b->keys.begin(), b->keys.end());
+    }
+    return out;
+  }
+
+  static inline TempDir* dir_ = nullptr;
+  static inline std::string pattern_a_, pattern_b_;
+};
+
+TEST_F(LoaderTest, WorkerShardsPartitionEachEpoch) {
+  std::vector<std::string> shards;
+  for (int i = 0; i < 23; ++i) shards.push_back("s" + std::to_string(i));
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    std::multiset<std::string> all;
+    for (int64_t rank = 0; rank < 3; ++rank)
+      for (int64_t w = 0; w < 2; ++w)
+        for (const auto& s : worker_shards(shards, 1, 0, epoch, rank, 3, w, 2)) all.insert(s);
+    EXPECT_EQ(all, std::multiset<std::string>(shards.begin(), shards.end()));
+  }
+  EXPECT_NE(worker_shards(shards, 1, 0, 0, 0, 3, 0, 2), worker_shards(shards, 1, 0, 1, 0, 3, 0, 2));
+}
+
+TEST_F(LoaderTest, RanksAndWorkersSeeEverySampleOncePerEpoch) {
+  for (int64_t epochs : {1, 2}) {
+    LoaderConfig c = config();
+    c.epochs = epochs;
+    std::map<std::string, int> seen;
+    for (int64_t rank = 0; rank < 2; ++rank) {
+      DataLoader loader(c, image(), testing::test_tokenizer(), rank, 2);
+      for (const auto& k : keys(loader, 1000)) ++seen[k];
+    }
+    EXPECT_EQ(seen.size(), 68u);
+    for (const auto& [key, n] : seen) EXPECT_EQ(n, epochs) << key;
+  }
+}
+
+TEST_F(LoaderTest, BatchesCarryEveryOutput) {
+  LoaderConfig c = config();
+  c.ssl_views = true;
+  c.ssl.local_crops = 2;
+  c.ssl.local_size = 16;
+  ImageConfig i = image();
+  i.patch_size = 8;
+  DataLoader loader(c, i, testing::test_tokenizer(), 0, 1);
+  auto b = loader.next();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->pixel_values.sizes(), (std::vector<int64_t>{3, 3, 16, 16}));
+  EXPECT_EQ(b->input_ids.sizes(), (std::vector<int64_t>{3, 16}));
+  EXPECT_EQ(b->labels.sizes(), (std::vector<int64_t>{3}));
+  ASSERT_TRUE(b->locca);
+  EXPECT_EQ(b->locca->grounded.targets.sizes(), (std::vector<int64_t>{3, 64}));
+  EXPECT_EQ(b->local_views.sizes(), (std::vector<int64_t>{6, 3, 16, 16}));
+}
+
+TEST_F(LoaderTest, NaflexBatches) {
+  ImageConfig i = image();
+  i.naflex = true;
+  i.patch_size = 4;
+  i.max_num_patches = 20;
+  DataLoader loader(config(), i, testing::test_tokenizer(), 0, 1);
+  auto b = loader.next();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->pixel_values.sizes(), (std::vector<int64_t>{3, 20, 48}));
+  EXPECT_EQ(b->pixel_attention_mask.sizes(), (std::vector<int64_t>{3, 20}));
+  EXPECT_EQ(b->spatial_shapes.sizes(), (std::vector<int64_t>{3, 2}));
+}
+
+TEST_F(LoaderTest, SameSeedSameStreamOtherSeedOtherStream) {
+  DataLoader a(config(), image(), testing::test_tokenizer(), 0, 1);
+  DataLoader b(config(), image(), testing::test_tokenizer(), 0, 1);
+  LoaderConfig other = config();
+  other.seed = 6;
+  DataLoader c(other, image(), testing::test_tokenizer(), 0, 1);
+  const auto ka = keys(a, 10);
+  EXPECT_EQ(ka, keys(b, 10));
+  EXPECT_NE(ka, keys(c, 10));
+}
+
+// Stop after N batches, save the state as JSON, start a new loader from it: the following batches are
+// exactly those of the run that never stopped, across epoch boundaries, images and LocCa targets included.
+TEST_F(LoaderTest, ResumeContinuesTheUninterruptedStream) {
+  LoaderConfig c = config();
+  c.shards = {pattern_a_, pattern_b_};
+  c.weights = {2, 1};
+  c.ssl_views = true;
+  c.ssl.local_crops = 1;
+  c.ssl.local_size = 16;
+  ImageConfig i = image();
+  i.patch_size = 8;
+  std::vector<Batch> full;
+  {
+    DataLoader loader(c, i, testing::test_tokenizer(), 0, 1);
+    for (int n = 0; n < 50; ++n) full.push_back(*loader.next());  // 150 samples: past one epoch of both
+  }
+  for (int stop : {1, 7, 24}) {
+    std::string saved;
+    {
+      DataLoader loader(c, i, testing::test_tokenizer(), 0, 1);
+      for (int n = 0; n < stop; ++n) loader.next();
+      saved = loader_state_to_json(loader.state());
+    }
+    const LoaderState state = loader_state_from_json(saved);
+    EXPECT_EQ(state.batches, stop);
+    DataLoader resumed(c, i, testing::test_tokenizer(), 0, 1, &state);
+    for (int n = stop; n < 50; ++n) {
+      auto b = resumed.next();
+      ASSERT_TRUE(b);
+      ASSERT_EQ(b->keys, full[n].keys) << "batch " << n << " after resuming at " << stop;
+      EXPECT_TRUE(torch::equal(b->pixel_values, full[n].pixel_values));
+      EXPECT_TRUE(torch::equal(b->locca->referring.targets, full[n].locca->referring.targets));
+      EXPECT_TRUE(torch::equal(b->locca->caption.parallel, full[n].locca->caption.parallel));
+      EXPECT_TRUE(torch::equal(b->local_views, full[n].local_views));
+    }
+  }
+}
+
+TEST_F(LoaderTest, ResumeRejectsAnotherLayout) {
+  DataLoader loader(config(), image(), testing::test_tokenizer(), 0, 1);
+  loader.next();
+  const LoaderState state = loader.state();
+  LoaderConfig c = config();
+  c.workers = 1;
+  EXPECT_THROW(DataLoader(c, image(), testing::test_tokenizer(), 0, 1, &state), Error);
+  EXPECT_THROW(DataLoader(config(), image(), testing::test_tokenizer(), 0, 2, &state), Error);
+  EXPECT_THROW(loader_state_from_json("{\"seed\": 1}"), Error);
+}
+
+TEST_F(LoaderTest, WeightedMixing) {
+  LoaderConfig c = config();
+  c.shards = {pattern_a_, pattern_b_};
+  c.weights = {3, 1};
+  c.shuffle_buffer = 0;
+  DataLoader loader(c, image(), testing::test_tokenizer(), 0, 1);
+  const auto ks = keys(loader, 200);
+  ASSERT_EQ(ks.size(), 600u);
+  double from_a = 0;
+  for (const auto& k : ks) from_a += k[0] == 'a';
+  EXPECT_NEAR(from_a / ks.size(), 0.75, 0.05);
+
+  c.weights = {0, 1};
+  DataLoader only_b(c, image(), testing::test_tokenizer(), 0, 1);
+  for (const auto& k : keys(only_b, 20)) EXPECT_EQ(k[0], 'b');
+}
+
+TEST_F(LoaderTest, TooFewShardsForRanksTimesWorkers) {
+  LoaderConfig c = config();
+  c.shards = {pattern_b_};  // 4 shards
+  c.workers = 3;
+  EXPECT_THROW(DataLoader(c, image(), testing::test_tokenizer(), 0, 2), ConfigError);
+}
+
+}  // namespace
+}  // namespace siglip2
