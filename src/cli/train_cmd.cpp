@@ -32,7 +32,13 @@ void add_train_command(CLI::App& app) {
     RunConfig cfg = config::load<RunConfig>(args->file, args->overrides);
     TrainOptions o;
     o.resume = !args->no_resume;
-    o.config_yaml = config::dump(cfg);
+    // Checkpoints carry their own copy of the tokenizer model, and their config points at it.
+    RunConfig saved = cfg;
+    if (!cfg.tokenizer.model_file.empty()) {
+      o.tokenizer_model = cfg.tokenizer.model_file;
+      saved.tokenizer.model_file = "tokenizer.model";
+    }
+    o.config_yaml = config::dump(saved);
     o.inject_nan_at_step = args->nan_step;
     int status = train(cfg, o);
     if (status != 0) throw Error("training stopped with status " + std::to_string(status));

@@ -3,6 +3,14 @@
 #include <torch/torch.h>
 
 #include "common/error.hpp"
+#include "siglip2/build_config.hpp"
+#if SIGLIP2_CONFIG_ARCHIVE && SIGLIP2_CONFIG_OPENCV && SIGLIP2_CONFIG_SENTENCEPIECE
+#define SIGLIP2_DATA_PIPELINE 1
+#include "data/loader.hpp"
+#include "data/tokenizer.hpp"
+#else
+#define SIGLIP2_DATA_PIPELINE 0
+#endif
 #include "losses/self_distillation.hpp"
 
 namespace siglip2 {
@@ -46,5 +54,78 @@ TrainBatch SyntheticBatches::next(int64_t step) {
   out.ssl_mask = slice(random_patch_mask(n, grid * grid, config_.loss.self_distillation.mask_ratio, gen));
   return out;
 }
+
+#if SIGLIP2_DATA_PIPELINE
+namespace {
+
+DecoderTask to_task(const DecoderTargets& t) {
+  return {t.targets, t.loss_mask, t.parallel};
+}
+
+class WebDatasetBatches final : public BatchSource {
+ public:
+  WebDatasetBatches(const RunConfig& c, int rank, int world, const nlohmann::json& resume)
+      : config_(c), rank_(rank), tokenizer_(Tokenizer::load(c.tokenizer)) {
+    if (c.train.batch_size % world != 0)
+      throw ConfigError("train.batch_size " + std::to_string(c.train.batch_size) +
+                        " is not divisible by the world size " + std::to_string(world));
+    if (c.data.shards.empty()) throw ConfigError("data.shards: no training shards given");
+    LoaderConfig lc = c.data;
+    lc.batch_size = c.train.batch_size / world;
+    lc.locca = c.train.locca;
+    lc.ssl_views = c.train.self_distillation;
+    lc.locca_targets.length = c.model.decoder.max_length;
+    lc.locca_targets.parallel_probability = c.loss.locca.parallel_probability;
+    lc.seed = c.train.seed + lc.seed;
+    global_ = c.train.batch_size;
+    std::optional<LoaderState> state;
+    if (resume.is_object() && resume.contains("loader"))
+      state = loader_state_from_json(resume["loader"].get<std::string>());
+    loader_ = std::make_unique<DataLoader>(lc, c.image, tokenizer_, rank, world, state ? &*state : nullptr);
+  }
+
+  TrainBatch next(int64_t step) override {
+    std::optional<Batch> b = loader_->next();
+    if (!b) throw Error("the training data ran out at step " + std::to_string(step) + " (data.epochs is finite)");
+    TrainBatch out;
+    out.global_examples = global_;
+    out.images.pixel_values = b->pixel_values;
+    out.images.pixel_attention_mask = b->pixel_attention_mask;
+    out.images.spatial_shapes = b->spatial_shapes;
+    out.input_ids = b->input_ids;
+    if (b->locca) out.locca = {to_task(b->locca->caption), to_task(b->locca->referring), to_task(b->locca->grounded)};
+    out.ssl_locals = b->local_views;
+    if (config_.train.self_distillation && !config_.model.vision.naflex) {
+      const int64_t grid = config_.model.vision.image_size / config_.model.vision.patch_size;
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config_.train.seed) * 7919ULL +
+                                                          static_cast<uint64_t>(step) * 131ULL + rank_);
+      out.ssl_mask =
+          random_patch_mask(b->pixel_values.size(0), grid * grid, config_.loss.self_distillation.mask_ratio, gen);
+    }
+    return out;
+  }
+
+  nlohmann::json state() const override { return {{"loader", loader_state_to_json(loader_->state())}}; }
+  void restore(const nlohmann::json&) override {}  // the state is taken at construction
+
+ private:
+  RunConfig config_;
+  int rank_;
+  Tokenizer tokenizer_;
+  int64_t global_ = 0;
+  std::unique_ptr<DataLoader> loader_;
+};
+
+}  // namespace
+
+std::unique_ptr<BatchSource> make_webdataset_batches(const RunConfig& c, int rank, int world,
+                                                     const nlohmann::json& resume) {
+  return std::make_unique<WebDatasetBatches>(c, rank, world, resume);
+}
+#else
+std::unique_ptr<BatchSource> make_webdataset_batches(const RunConfig&, int, int, const nlohmann::json&) {
+  throw ConfigError("train.data: webdataset needs a build with OpenCV, libarchive and sentencepiece");
+}
+#endif
 
 }  // namespace siglip2

@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <vector>
 
 #include "losses/locca.hpp"
@@ -43,5 +44,10 @@ class SyntheticBatches final : public BatchSource {
   RunConfig config_;
   int rank_, world_;
 };
+
+// Batches from WebDataset shards through the data loader (src/data/loader.hpp): this rank's share of
+// the global batch; the loader's state goes into checkpoints for an exact resume.
+std::unique_ptr<BatchSource> make_webdataset_batches(const RunConfig& config, int rank, int world_size,
+                                                     const nlohmann::json& resume_state);
 
 }  // namespace siglip2

@@ -11,6 +11,7 @@
 #include "losses/self_distillation.hpp"
 #include "losses/sigmoid.hpp"
 #include "models/config.hpp"
+#include "train/eval.hpp"
 
 namespace siglip2 {
 
@@ -76,7 +77,7 @@ struct TrainConfig {
   int64_t log_every = 50;
   int64_t checkpoint_every = 1000;
   int64_t keep_checkpoints = 3;
-  std::string data = "synthetic";        // synthetic: random tensors generated per step (benchmarks, tests)
+  std::string data = "webdataset";       // webdataset: the data: section; synthetic: random tensors (benchmarks, tests)
   double self_distillation_start = 0.8;  // SigLIP 2: from 80% of training
   std::vector<double> phase_checkpoints = {0.8, 0.9, 0.95};  // kept for the NaFlex (90%) and resolution (95%) branches
   bool locca = true;
@@ -84,6 +85,8 @@ struct TrainConfig {
   double spike_factor = 3.0;   // roll back when the loss exceeds this times its slow average (0 = off)
   int64_t spike_warmup = 100;  // steps before the spike detector arms
   int64_t max_rollbacks = 5;
+  double logit_scale_init = 2.302585092994046;  // log 10 (SigLIP)
+  double logit_bias_init = -10.0;               // SigLIP at 32k batch; about -log(batch) suits small batches
 
   template <class V>
   void visit(V& v) {
@@ -99,8 +102,8 @@ struct TrainConfig {
     v("checkpoint_every", checkpoint_every, "steps between checkpoints", greater_than<int64_t>(0));
     v("keep_checkpoints", keep_checkpoints, "newest checkpoints kept (phase checkpoints are always kept)",
       greater_than<int64_t>(0));
-    v("data", data, "where batches come from: synthetic (random tensors, for benchmarks and tests)",
-      config::one_of({"synthetic"}));
+    v("data", data, "where batches come from: webdataset (the data: section) or synthetic (random tensors)",
+      config::one_of({"webdataset", "synthetic"}));
     v("self_distillation_start", self_distillation_start, "fraction of training where self-distillation starts",
       config::in_range(0.0, 1.0));
     v("phase_checkpoints", phase_checkpoints, "fractions of training at which a checkpoint is written and kept",
@@ -111,6 +114,9 @@ struct TrainConfig {
       config::at_least(0.0));
     v("spike_warmup", spike_warmup, "steps before the loss-spike detector arms", config::at_least<int64_t>(0));
     v("max_rollbacks", max_rollbacks, "give up after this many rollbacks in one run", config::at_least<int64_t>(0));
+    v("logit_scale_init", logit_scale_init, "initial log temperature of a run from scratch (SigLIP: log 10)");
+    v("logit_bias_init", logit_bias_init,
+      "initial logit bias of a run from scratch (SigLIP: -10 at batch 32k; about -log(batch) for small batches)");
   }
 };
 
@@ -131,6 +137,8 @@ struct RunConfig {
   ModelConfig model;
   ImageConfig image;
   TokenizerConfig tokenizer;
+  LoaderConfig data;
+  EvalConfig eval;
   LossConfig loss;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
@@ -142,6 +150,8 @@ struct RunConfig {
     v("model", model, "the two towers (presets in configs/models/)");
     v("image", image, "image preprocessing");
     v("tokenizer", tokenizer, "text tokenization");
+    v("data", data, "training shards and loader (train.batch_size sets the batch; data.batch_size is ignored)");
+    v("eval", eval, "zero-shot evaluation on held-out labelled shards");
     v("loss", loss, "training objectives");
     v("optimizer", optimizer, "optimizer");
     v("schedule", schedule, "learning-rate schedule");

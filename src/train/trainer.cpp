@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,9 +22,14 @@
 #include "losses/sigmoid.hpp"
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
+#include "siglip2/build_config.hpp"
 #include "train/batch.hpp"
 #include "train/checkpoint.hpp"
 #include "train/distributed.hpp"
+#include "train/eval.hpp"
+#if SIGLIP2_CONFIG_SENTENCEPIECE
+#include "data/tokenizer.hpp"
+#endif
 #include "train/grad_sync.hpp"
 #include "train/optimizer.hpp"
 
@@ -109,10 +115,10 @@ class Trainer {
       pg_ = ProcessGroup::create(env_, backend, std::chrono::seconds(cfg_.dist.timeout_s));
     }
     build_model();
-    source_ = std::make_unique<SyntheticBatches>(cfg_, env_.rank, env_.world_size);
     state_.world_size = env_.world_size;
     state_.phase = "pretrain";
     if (opts_.resume) restore();
+    if (!source_) make_source();
     make_sync();
     StopSignals signals;
     const int64_t total = cfg_.train.total_steps;
@@ -143,6 +149,7 @@ class Trainer {
         t_last = now;
         examples_since = 0;
       }
+      if (cfg_.eval.every > 0 && state_.step % cfg_.eval.every == 0 && state_.step < total) evaluate();
       bool phase_point = is_phase_point(state_.step);
       bool stop = stop_requested();
       if (state_.step % cfg_.train.checkpoint_every == 0 || state_.step == total || phase_point || stop)
@@ -153,6 +160,7 @@ class Trainer {
       }
     }
     log_info(fmt::format("training finished at step {}", state_.step));
+    evaluate();
     return 0;
   }
 
@@ -171,6 +179,11 @@ class Trainer {
     torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed));
     m_.towers = Siglip2Model(cfg_.model);
     m_.towers->reset_parameters(static_cast<uint64_t>(cfg_.train.seed));
+    {
+      torch::NoGradGuard g;
+      m_.towers->logit_scale.fill_(cfg_.train.logit_scale_init);
+      m_.towers->logit_bias.fill_(cfg_.train.logit_bias_init);
+    }
     if (cfg_.train.locca) m_.decoder = TextDecoder(cfg_.model);
     optimizer_ = std::make_unique<AdamOptimizer>(cfg_.optimizer, m_.parameters());
     broadcast_parameters();
@@ -330,12 +343,67 @@ class Trainer {
     optimizer_->load_state(ck.optimizer);
     state_ = ck.state;
     state_.world_size = env_.world_size;
-    source_->restore(state_.data);
+    make_source();
+  }
+
+  // The batch stream, positioned where the state says (this rank's saved loader state, if any).
+  void make_source() {
+    source_.reset();
+    if (cfg_.train.data == "synthetic") {
+      source_ = std::make_unique<SyntheticBatches>(cfg_, env_.rank, env_.world_size);
+      return;
+    }
+    nlohmann::json mine;
+    const auto& d = state_.data;
+    if (d.is_object() && d.contains("ranks") && d["ranks"].size() == static_cast<size_t>(env_.world_size)) {
+      mine = d["ranks"][env_.rank];
+    } else if (state_.step > 0) {
+      log_warn("the checkpoint's data-loader state does not fit this world size: the data stream restarts");
+    }
+    source_ = make_webdataset_batches(cfg_, env_.rank, env_.world_size, mine);
+  }
+
+  void evaluate() {
+    if (cfg_.eval.shards.empty()) return;
+#if SIGLIP2_CONFIG_SENTENCEPIECE
+    if (rank0()) {
+      Tokenizer tok = Tokenizer::load(cfg_.tokenizer);
+      auto t0 = std::chrono::steady_clock::now();
+      ZeroShotResult z = zero_shot_accuracy(*m_.towers, tok, cfg_.image, cfg_.eval);
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      log_info(
+          fmt::format("step {}: zero-shot top-1 {:.2f}% top-5 {:.2f}% on {} images, {} classes (chance {:.2f}%) "
+                      "[{:.1f} s]",
+                      state_.step, 100 * z.top1, 100 * z.top5, z.images, z.classes, 100.0 / z.classes, secs));
+      nlohmann::json j = {
+          {"step", state_.step}, {"zero_shot_top1", z.top1}, {"zero_shot_top5", z.top5}, {"eval_images", z.images}};
+      fs::create_directories(cfg_.train.out_dir);
+      std::ofstream(fs::path(cfg_.train.out_dir) / "metrics.jsonl", std::ios::app) << j.dump() << "\n";
+    }
+#endif
+    if (pg_) pg_->barrier();
+  }
+
+  // Every rank's loader state, gathered on all ranks (strings of different lengths, as bytes).
+  nlohmann::json gather_data_states() {
+    std::string mine = source_->state().dump();
+    if (!pg_) return {{"ranks", {nlohmann::json::parse(mine)}}};
+    at::Tensor len = at::full({1}, static_cast<int64_t>(mine.size()), at::kLong);
+    at::Tensor lens = pg_->all_gather(len);
+    int64_t longest = lens.max().item<int64_t>();
+    at::Tensor bytes = at::zeros({longest}, at::kByte);
+    std::memcpy(bytes.data_ptr(), mine.data(), mine.size());
+    at::Tensor all = pg_->all_gather(bytes).view({pg_->world_size(), longest});
+    nlohmann::json ranks = nlohmann::json::array();
+    for (int r = 0; r < pg_->world_size(); ++r)
+      ranks.push_back(nlohmann::json::parse(
+          std::string(reinterpret_cast<const char*>(all[r].data_ptr()), static_cast<size_t>(lens[r].item<int64_t>()))));
+    return {{"ranks", ranks}};
   }
 
   void save(bool phase_point) {
     state_.keep = phase_point;
-    state_.data = source_->state();
+    state_.data = gather_data_states();
     if (rank0()) {
       CheckpointContents c;
       c.model = m_.parameters();

@@ -39,6 +39,7 @@ loss:
 schedule:
   warmup_steps: 2
 train:
+  data: synthetic
   out_dir: {out}
   batch_size: 8
   total_steps: {steps}

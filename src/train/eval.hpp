@@ -1,0 +1,40 @@
+#pragma once
+// Zero-shot classification on held-out labelled shards (KEY.cls = class index): class embeddings are
+// the normalised mean of the prompt templates' text embeddings; top-1 and top-5 accuracy.
+#include <cstdint>
+#include <string>
+
+#include "common/config.hpp"
+#include "data/config.hpp"
+
+namespace siglip2 {
+
+struct Siglip2ModelImpl;
+class Tokenizer;
+
+struct EvalConfig {
+  std::string shards;      // e.g. data/eval/{000000..000001}.tar; empty: no evaluation
+  std::string classnames;  // one class name per line, in KEY.cls order
+  std::string templates;   // one prompt per line, "{}" marks the class name
+  int64_t every = 0;       // steps between evaluations during training (0: only at the end)
+  int64_t batch_size = 64;
+
+  template <class V>
+  void visit(V& v) {
+    v("shards", shards, "labelled held-out shards (KEY.cls); empty: no evaluation");
+    v("classnames", classnames, "file with one class name per line, in label order");
+    v("templates", templates, "file with one prompt template per line; {} marks the class name");
+    v("every", every, "steps between evaluations during training (0: only at the end)", config::at_least<int64_t>(0));
+    v("batch_size", batch_size, "images per evaluation batch", config::greater_than<int64_t>(0));
+  }
+};
+
+struct ZeroShotResult {
+  int64_t images = 0, classes = 0;
+  double top1 = 0, top5 = 0;
+};
+
+ZeroShotResult zero_shot_accuracy(Siglip2ModelImpl& model, const Tokenizer& tokenizer, const ImageConfig& image,
+                                  const EvalConfig& eval);
+
+}  // namespace siglip2
