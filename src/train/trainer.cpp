@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -32,6 +34,7 @@
 #endif
 #include "train/grad_sync.hpp"
 #include "train/optimizer.hpp"
+#include "train/tensorboard.hpp"
 
 namespace siglip2 {
 namespace {
@@ -119,13 +122,18 @@ class Trainer {
     state_.phase = "pretrain";
     if (opts_.resume) restore();
     if (!source_) make_source();
+    if (rank0()) tensorboard_ = std::make_unique<TensorBoardWriter>(cfg_.train.out_dir + "/tensorboard");
     make_sync();
     StopSignals signals;
     const int64_t total = cfg_.train.total_steps;
     log_info(fmt::format("training {} for {} steps, global batch {} on {} rank(s), from step {}", cfg_.model.name,
                          total, cfg_.train.batch_size, env_.world_size, state_.step));
     auto t_last = std::chrono::steady_clock::now();
+    const auto t_start = t_last;
+    const int64_t start_step = state_.step;
     int64_t examples_since = 0;
+    double wait_since = 0;
+    tty_ = ::isatty(STDERR_FILENO) != 0;
     while (state_.step < total) {
       const int64_t step = state_.step;
       maybe_start_self_distillation(step);
@@ -142,12 +150,15 @@ class Trainer {
       state_.step++;
       state_.examples_seen += r.examples;
       examples_since += r.examples;
+      wait_since += r.data_wait_s;
+      if (tty_ && rank0()) progress_line(r, t_start, start_step);
       if (state_.step % cfg_.train.log_every == 0 || state_.step == total) {
         auto now = std::chrono::steady_clock::now();
         double secs = std::chrono::duration<double>(now - t_last).count();
-        log_step(r, examples_since / std::max(secs, 1e-9));
+        log_step(r, examples_since / std::max(secs, 1e-9), wait_since / std::max(secs, 1e-9));
         t_last = now;
         examples_since = 0;
+        wait_since = 0;
       }
       if (cfg_.eval.every > 0 && state_.step % cfg_.eval.every == 0 && state_.step < total) evaluate();
       bool phase_point = is_phase_point(state_.step);
@@ -168,7 +179,7 @@ class Trainer {
   struct StepResult {
     bool ok = true;
     std::string why;
-    double loss = 0, sigmoid = 0, locca = 0, ssl_gl = 0, ssl_mask = 0, grad_norm = 0, lr = 0;
+    double loss = 0, sigmoid = 0, locca = 0, ssl_gl = 0, ssl_mask = 0, grad_norm = 0, lr = 0, data_wait_s = 0;
     int64_t examples = 0;
   };
 
@@ -225,7 +236,9 @@ class Trainer {
 
   StepResult train_step(int64_t step) {
     StepResult r;
+    auto t_wait = std::chrono::steady_clock::now();
     TrainBatch batch = source_->next(step);
+    r.data_wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_wait).count();
     r.examples = batch.global_examples;
     optimizer_->zero_grad();
     VisionOutput img = m_.towers->encode_image(batch.images);
@@ -377,6 +390,8 @@ class Trainer {
                       state_.step, 100 * z.top1, 100 * z.top5, z.images, z.classes, 100.0 / z.classes, secs));
       nlohmann::json j = {
           {"step", state_.step}, {"zero_shot_top1", z.top1}, {"zero_shot_top5", z.top5}, {"eval_images", z.images}};
+      if (tensorboard_)
+        tensorboard_->scalars(state_.step, {{"eval/zero_shot_top1", z.top1}, {"eval/zero_shot_top5", z.top5}});
       fs::create_directories(cfg_.train.out_dir);
       std::ofstream(fs::path(cfg_.train.out_dir) / "metrics.jsonl", std::ios::app) << j.dump() << "\n";
     }
@@ -418,14 +433,29 @@ class Trainer {
     if (pg_) pg_->barrier();  // nobody runs ahead of a checkpoint that may be rolled back to
   }
 
-  void log_step(const StepResult& r, double pairs_per_s) {
+  // One line on a terminal, rewritten every step: step/total, %, ETA, pairs/s, loss, lr.
+  void progress_line(const StepResult& r, std::chrono::steady_clock::time_point t_start, int64_t start_step) {
+    const int64_t total = cfg_.train.total_steps, done = state_.step - start_step;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    double per_step = done > 0 ? secs / done : 0;
+    int64_t eta = static_cast<int64_t>(per_step * (total - state_.step));
+    std::fprintf(stderr, "\r%lld/%lld %5.1f%% ETA %lld:%02lld:%02lld | %.1f pairs/s | loss %.4f | lr %.3g   ",
+                 static_cast<long long>(state_.step), static_cast<long long>(total), 100.0 * state_.step / total,
+                 static_cast<long long>(eta / 3600), static_cast<long long>(eta / 60 % 60),
+                 static_cast<long long>(eta % 60), per_step > 0 ? cfg_.train.batch_size / per_step : 0.0, r.loss, r.lr);
+    if (state_.step == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+  void log_step(const StepResult& r, double pairs_per_s, double data_wait) {
     if (!rank0()) return;
     const int64_t total = cfg_.train.total_steps;
-    log_info(fmt::format(
-        "step {}/{} ({:.1f}%) loss {:.4f} sigmoid {:.4f} locca {:.4f} ssl {:.4f}/{:.4f} lr {:.3g} "
-        "grad {:.3f} t {:.2f} b {:.2f} | {:.1f} pairs/s",
-        state_.step, total, 100.0 * state_.step / total, r.loss, r.sigmoid, r.locca, r.ssl_gl, r.ssl_mask, r.lr,
-        r.grad_norm, m_.towers->logit_scale.exp().item<double>(), m_.towers->logit_bias.item<double>(), pairs_per_s));
+    if (!tty_)
+      log_info(fmt::format(
+          "step {}/{} ({:.1f}%) loss {:.4f} sigmoid {:.4f} locca {:.4f} ssl {:.4f}/{:.4f} lr {:.3g} "
+          "grad {:.3f} t {:.2f} b {:.2f} | {:.1f} pairs/s",
+          state_.step, total, 100.0 * state_.step / total, r.loss, r.sigmoid, r.locca, r.ssl_gl, r.ssl_mask, r.lr,
+          r.grad_norm, m_.towers->logit_scale.exp().item<double>(), m_.towers->logit_bias.item<double>(), pairs_per_s));
     nlohmann::json j = {{"step", state_.step},
                         {"loss", r.loss},
                         {"sigmoid", r.sigmoid},
@@ -438,7 +468,15 @@ class Trainer {
                         {"b", m_.towers->logit_bias.item<double>()},
                         {"pairs_per_s", pairs_per_s},
                         {"rollbacks", state_.rollbacks},
-                        {"phase", state_.phase}};
+                        {"phase", state_.phase},
+                        {"data_wait", data_wait}};
+    if (tensorboard_) {
+      std::vector<std::pair<std::string, double>> scalars;
+      for (const char* k : {"loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked", "lr", "grad_norm", "t", "b",
+                            "pairs_per_s", "data_wait"})
+        scalars.emplace_back(std::string("train/") + k, j[k].get<double>());
+      tensorboard_->scalars(state_.step, scalars);
+    }
     fs::create_directories(cfg_.train.out_dir);
     std::ofstream(fs::path(cfg_.train.out_dir) / "metrics.jsonl", std::ios::app) << j.dump() << "\n";
   }
@@ -451,6 +489,8 @@ class Trainer {
   std::unique_ptr<AdamOptimizer> optimizer_;
   std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<BatchSource> source_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  bool tty_ = false;
   TrainerState state_;
 };
 

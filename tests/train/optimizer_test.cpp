@@ -1,4 +1,5 @@
 #include "train/optimizer.hpp"
+#include "train/tensorboard.hpp"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -143,6 +144,12 @@ TEST(AdamOptimizer, StateRoundTripContinuesIdentically) {
     restored.step(0.9);
   }
   for (size_t i = 0; i < f1.ours.size(); ++i) EXPECT_TRUE(torch::equal(f1.ours[i].second, f2.ours[i].second));
+}
+
+TEST(TensorBoard, Crc32cCheckValue) {
+  // The CRC-32C (Castagnoli) check value of "123456789" (RFC 3720, B.4).
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+  EXPECT_EQ(crc32c("", 0), 0u);
 }
 
 }  // namespace

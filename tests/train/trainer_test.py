@@ -1,6 +1,7 @@
 """The trainer as users run it: equivalence over ranks, exact resume after SIGKILL, SIGTERM, a damaged
 newest checkpoint, and rollback after a NaN loss. Tiny model, synthetic batches, CPU, one thread."""
 import argparse
+import json
 import os
 import random
 import shutil
@@ -109,6 +110,15 @@ def main():
         ref, name = final_params(ref_out)
         check("ends at the last step", name == "ckpt-00000008", name)
         check("self-distillation heads are trained from 50%", any(k.startswith("ssl.") for k in ref), list(ref)[:5])
+        # TensorBoard event files, read back with tensorboard's own reader, hold what metrics.jsonl holds.
+        from tensorboard.backend.event_processing import event_accumulator
+        ea = event_accumulator.EventAccumulator(os.path.join(ref_out, "tensorboard"))
+        ea.Reload()
+        with open(os.path.join(ref_out, "metrics.jsonl")) as f:
+            rows = [json.loads(line) for line in f if '"loss"' in line]
+        tb = {e.step: e.value for e in ea.Scalars("train/loss")} if "train/loss" in ea.Tags()["scalars"] else {}
+        same = len(tb) == len(rows) == 8 and all(abs(tb[r["step"]] - r["loss"]) <= 1e-6 * abs(r["loss"]) for r in rows)
+        check("TensorBoard events equal metrics.jsonl (train/loss, 8 steps)", same, f"{tb} vs {rows[:2]}")
 
         # Two ranks over Gloo, same global batch: same parameters.
         two_out = os.path.join(d, "two")
