@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "models/text_decoder.hpp"
+#include "test_support/finite_difference.hpp"
 
 namespace siglip2 {
 namespace {
@@ -149,22 +150,7 @@ TEST(LoccaLoss, GradientsMatchFiniteDifferences) {
       {"output.weight", d->output->weight},
       {"layers.0.cross_attn.v_proj.weight", d->named_parameters()["layers.0.cross_attn.v_proj.weight"]},
       {"token_embedding.weight", d->token_embedding->weight}};
-  const double h = 1e-6;
-  torch::NoGradGuard g;
-  for (auto& [name, p] : checks) {
-    at::Tensor flat = p.view(-1);
-    at::Tensor grad = p.grad().view(-1);
-    for (int64_t i = 0; i < std::min<int64_t>(flat.numel(), 12); ++i) {
-      int64_t k = (i * 7919) % flat.numel();
-      double old = flat[k].item<double>();
-      flat[k] = old + h;
-      double up = loss().item<double>();
-      flat[k] = old - h;
-      double down = loss().item<double>();
-      flat[k] = old;
-      EXPECT_NEAR(grad[k].item<double>(), (up - down) / (2 * h), 1e-7) << name << "[" << k << "]";
-    }
-  }
+  testing::expect_gradients_match_finite_differences([&] { return loss().item<double>(); }, checks, 12, 1e-7);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "test_support/finite_difference.hpp"
+
 namespace siglip2 {
 namespace {
 
@@ -174,21 +176,7 @@ TEST(SelfDistillation, GradientsMatchFiniteDifferences) {
       {"patch_head.prototypes", hp["patch_head.prototypes"]},
       {"encoder.layers.0.self_attn.q_proj.weight", sp["encoder.layers.0.self_attn.q_proj.weight"]},
       {"embeddings.position_embedding.weight", sp["embeddings.position_embedding.weight"]}};
-  const double h = 1e-6;
-  torch::NoGradGuard g;
-  for (auto& [name, p] : checks) {
-    at::Tensor flat = p.view(-1), grad = p.grad().view(-1);
-    for (int64_t i = 0; i < std::min<int64_t>(flat.numel(), 6); ++i) {
-      int64_t k = (i * 7919) % flat.numel();
-      double old = flat[k].item<double>();
-      flat[k] = old + h;
-      double up = loss().item<double>();
-      flat[k] = old - h;
-      double down = loss().item<double>();
-      flat[k] = old;
-      EXPECT_NEAR(grad[k].item<double>(), (up - down) / (2 * h), 1e-7) << name << "[" << k << "]";
-    }
-  }
+  testing::expect_gradients_match_finite_differences([&] { return loss().item<double>(); }, checks, 6, 1e-7);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "test_support/finite_difference.hpp"
+
 namespace siglip2 {
 namespace {
 
@@ -58,24 +60,11 @@ TEST(SigmoidLoss, RingBackwardMatchesFiniteDifferences) {
   auto opt = torch::TensorOptions().dtype(torch::kDouble);
   std::vector<at::Tensor> in = {torch::randn({4, 3}, opt) * 0.5, torch::randn({4, 3}, opt) * 0.5,
                                 torch::full({1}, 0.8, opt), torch::full({1}, -1.2, opt)};
-  auto f = [&](const std::vector<at::Tensor>& v) { return sigmoid_loss(v[0], v[1], v[2], v[3], nullptr); };
-  std::vector<at::Tensor> leaves;
-  for (auto& t : in) leaves.push_back(t.clone().requires_grad_());
-  f(leaves).backward();
-  const double h = 1e-6;
-  for (size_t k = 0; k < in.size(); ++k) {
-    at::Tensor flat = in[k].view(-1);
-    for (int64_t i = 0; i < flat.numel(); ++i) {
-      double old = flat[i].item<double>();
-      flat[i] = old + h;
-      double up = f(in).item<double>();
-      flat[i] = old - h;
-      double down = f(in).item<double>();
-      flat[i] = old;
-      double numeric = (up - down) / (2 * h);
-      EXPECT_NEAR(leaves[k].grad().view(-1)[i].item<double>(), numeric, 1e-8) << "input " << k << " element " << i;
-    }
-  }
+  std::vector<std::pair<std::string, at::Tensor>> leaves;
+  for (size_t k = 0; k < in.size(); ++k) leaves.emplace_back("input " + std::to_string(k), in[k].requires_grad_());
+  auto f = [&] { return sigmoid_loss(in[0], in[1], in[2], in[3], nullptr); };
+  f().backward();
+  testing::expect_gradients_match_finite_differences([&] { return f().item<double>(); }, leaves, 1000, 1e-8);
 }
 
 TEST(SigmoidLoss, MismatchedShapesAreRejected) {
