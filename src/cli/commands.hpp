@@ -18,5 +18,6 @@ void add_data_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_caption_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace siglip2::cli

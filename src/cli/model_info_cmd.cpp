@@ -19,7 +19,7 @@ void add_model_info_command(CLI::App& app) {
   auto list = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("model-info",
                                  "print a model's parameter counts (vision, text, total; training-only parts "
-                                 "excluded) as JSON");
+                                 "excluded) and forward FLOPs per image-text pair as JSON");
   cmd->add_option("model", *target, "a preset name (see --list) or a config file with a model: section");
   cmd->add_flag("--list", *list, "list the model presets");
   cmd->callback([target, list] {
@@ -35,7 +35,14 @@ void add_model_info_command(CLI::App& app) {
     ModelConfig cfg{};
     config::ConfigReader::parse(*model, "model", cfg);
     ParameterCounts c = count_parameters(cfg);
-    nlohmann::json out = {{"name", cfg.name}, {"vision", c.vision}, {"text", c.text}, {"total", c.total}};
+    ForwardFlops f = forward_flops(cfg);
+    nlohmann::json out = {{"name", cfg.name},
+                          {"vision", c.vision},
+                          {"text", c.text},
+                          {"total", c.total},
+                          {"forward_gflop_per_pair", f.pair() / 1e9},
+                          {"vision_forward_gflop", f.vision / 1e9},
+                          {"text_forward_gflop", f.text / 1e9}};
     std::cout << out.dump() << "\n";
   });
 }

@@ -309,4 +309,29 @@ ParameterCounts count_parameters(const ModelConfig& m) {
   return c;
 }
 
+namespace {
+
+// Multiply-adds of one encoder block over n tokens: q, k, v, out projections, scores and values, MLP.
+double block_macs(double n, double d, double i) {
+  return n * (4 * d * d + 2 * d * i) + 2 * n * n * d;
+}
+
+}  // namespace
+
+ForwardFlops forward_flops(const ModelConfig& m) {
+  const auto& v = m.vision;
+  const auto& t = m.text;
+  const double d = static_cast<double>(v.hidden_size), i = static_cast<double>(v.intermediate_size);
+  const double p = static_cast<double>(v.patch_size);
+  const double grid = static_cast<double>(v.image_size / v.patch_size);
+  const double s = v.naflex ? static_cast<double>(v.num_patches) : grid * grid;
+  double vision = s * static_cast<double>(v.num_channels) * p * p * d + v.num_hidden_layers * block_macs(s, d, i);
+  // MAP head: one probe query against s keys, then the head's MLP on one token.
+  vision += d * d + 2 * s * d * d + 2 * s * d + d * d + 2 * d * i;
+  const double l = static_cast<double>(t.max_position_embeddings), dt = static_cast<double>(t.hidden_size);
+  const double proj = static_cast<double>(t.projection_size > 0 ? t.projection_size : t.hidden_size);
+  double text = t.num_hidden_layers * block_macs(l, dt, static_cast<double>(t.intermediate_size)) + dt * proj;
+  return {2 * vision, 2 * text};
+}
+
 }  // namespace siglip2

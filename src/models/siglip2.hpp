@@ -113,4 +113,13 @@ ParameterCounts count_parameters(Siglip2ModelImpl& model);
 // The same counts from the config alone (no allocation), for any size.
 ParameterCounts count_parameters(const ModelConfig& c);
 
+// Forward FLOPs per image-text pair, 2 per multiply-add, matrix products only (patch embedding,
+// attention projections and scores, MLPs, MAP head, text head): the convention of MFU figures
+// (spec: peers_and_targets.md §3.2). NaFlex towers count a full sequence of num_patches.
+struct ForwardFlops {
+  double vision = 0, text = 0;
+  double pair() const { return vision + text; }
+};
+ForwardFlops forward_flops(const ModelConfig& c);
+
 }  // namespace siglip2

@@ -20,7 +20,9 @@ SyntheticBatches::SyntheticBatches(const RunConfig& config, int rank, int world)
   if (config.train.batch_size % world != 0)
     throw ConfigError("train.batch_size " + std::to_string(config.train.batch_size) +
                       " is not divisible by the world size " + std::to_string(world));
-  if (config.model.vision.naflex) throw ConfigError("train.data: synthetic batches are fixed-resolution only");
+  if (config.model.vision.naflex && config.train.self_distillation)
+    throw ConfigError("train.self_distillation: the self-distillation losses need a fixed-resolution tower (NaFlex "
+                      "runs are trained without them, as in SigLIP 2)");
 }
 
 TrainBatch SyntheticBatches::next(int64_t step) {
@@ -32,7 +34,17 @@ TrainBatch SyntheticBatches::next(int64_t step) {
   auto slice = [&](const at::Tensor& t) { return t.narrow(0, rank_ * b, b).contiguous(); };
   TrainBatch out;
   out.global_examples = n;
-  out.images.pixel_values = slice(at::empty({n, v.num_channels, v.image_size, v.image_size}).uniform_(-1, 1, gen));
+  if (v.naflex) {
+    // Square images whose patch grid fills the whole sequence: no padding.
+    int64_t side = 1;
+    while ((side + 1) * (side + 1) <= v.num_patches) ++side;
+    const int64_t seq = side * side, width = v.patch_size * v.patch_size * v.num_channels;
+    out.images.pixel_values = slice(at::empty({n, seq, width}).uniform_(-1, 1, gen));
+    out.images.pixel_attention_mask = at::ones({b, seq}, at::kLong);
+    out.images.spatial_shapes = at::full({b, 2}, side, at::kLong);
+  } else {
+    out.images.pixel_values = slice(at::empty({n, v.num_channels, v.image_size, v.image_size}).uniform_(-1, 1, gen));
+  }
   out.input_ids = slice(at::randint(2, vocab, {n, len}, gen, at::TensorOptions().dtype(at::kLong)));
   const int64_t dlen = config_.model.decoder.max_length;
   for (int task = 0; task < 3; ++task) {
@@ -45,6 +57,7 @@ TrainBatch SyntheticBatches::next(int64_t step) {
     if (task == 0) t.parallel = slice(at::empty({n}).uniform_(0, 1, gen) < config_.loss.locca.parallel_probability);
     out.locca.push_back(t);
   }
+  if (v.naflex) return out;
   const int64_t grid = v.image_size / v.patch_size;
   const int64_t local = std::max<int64_t>(v.patch_size, (grid / 2) * v.patch_size);
   out.ssl_locals = slice(at::empty({n * 8, v.num_channels, local, local})

@@ -160,6 +160,9 @@ struct RunConfig {
   }
   std::string check() const {
     if (schedule.warmup_steps > train.total_steps) return "schedule.warmup_steps exceeds train.total_steps";
+    if (model.vision.naflex && train.self_distillation)
+      return "train.self_distillation: a NaFlex tower is trained without the self-distillation losses (SigLIP 2's "
+             "NaFlex branch); set it to false";
     return "";
   }
 };

@@ -1,0 +1,119 @@
+// `siglip2 bench`: training-step throughput on synthetic tensors (no data loading), time per phase,
+// peak memory and MFU; the last line is `RESULT {json}` for bench/compare.sh.
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "cli/presets.hpp"
+#include "common/config.hpp"
+#include "common/error.hpp"
+#include "models/siglip2.hpp"
+#include "train/bench.hpp"
+#include "train/config.hpp"
+
+namespace siglip2::cli {
+
+void add_bench_command(CLI::App& app) {
+  struct Args {
+    std::string preset, config;
+    std::vector<std::string> overrides;
+    BenchOptions o;
+    std::string objectives = "sigmoid";
+    int threads = 0;
+    double peak_tflops = 0;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "bench", "time full training steps on synthetic tensors: pairs/s, time per phase, peak memory, MFU");
+  auto* preset = cmd->add_option("--preset", args->preset, "a model preset (see 'siglip2 model-info --list')");
+  auto* config = cmd->add_option("--config", args->config, "a config file with a model: section");
+  preset->excludes(config);
+  cmd->add_option("--set", args->overrides, "override a config key (repeatable)");
+  cmd->add_option("--batch", args->o.batch, "pairs per step")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", args->o.steps, "timed steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", args->o.warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", args->o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--precision", args->o.precision, "fp32, or bf16 autocast with fp32 weights")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--objectives", args->objectives,
+                  "comma-separated: sigmoid (always), locca, ssl (self-distillation, fixed resolution only)");
+  cmd->add_option("--threads", args->threads, "intra-op CPU threads (0: LibTorch's default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--peak-tflops", args->peak_tflops,
+                  "device peak for MFU in TFLOP/s (default: from the GPU's name; none on CPU)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([args] {
+    if (args->preset.empty() == args->config.empty()) throw UsageError("bench needs --preset NAME or --config FILE");
+    std::stringstream list(args->objectives);
+    for (std::string item; std::getline(list, item, ',');) {
+      if (item == "sigmoid") continue;
+      if (item == "locca") {
+        args->o.locca = true;
+      } else if (item == "ssl") {
+        args->o.self_distillation = true;
+      } else {
+        throw UsageError("--objectives: unknown objective '" + item + "' (sigmoid, locca, ssl)");
+      }
+    }
+    if (args->threads > 0) at::set_num_threads(args->threads);
+    args->o.peak_flops = args->peak_tflops * 1e12;
+    std::string path = args->config.empty() ? resolve_model_preset(args->preset) : args->config;
+    // A benchmark never trains to the end: the run keys a model-only file lacks get neutral values.
+    std::vector<std::string> overrides = {"train.total_steps=1000000", "schedule.warmup_steps=0",
+                                          "train.self_distillation=false"};
+    overrides.insert(overrides.end(), args->overrides.begin(), args->overrides.end());
+    RunConfig cfg = config::load<RunConfig>(path, overrides);
+    if (args->o.self_distillation && cfg.model.vision.naflex)
+      throw UsageError("--objectives ssl: self-distillation needs a fixed-resolution model");
+    const std::string name = args->preset.empty() ? cfg.model.name : args->preset;
+
+    BenchResult r = run_training_benchmark(cfg, args->o);
+    const int threads = at::get_num_threads();
+    std::cout << fmt::format("model {} ({}), batch {}, {} timed steps after {} warm-up, {} {}, {} CPU thread(s)\n",
+                             name, cfg.model.name, r.batch, r.steps, args->o.warmup, r.device_name,
+                             args->o.precision, threads);
+    std::cout << fmt::format("objectives: sigmoid{}{}\n", args->o.locca ? " + locca" : "",
+                             args->o.self_distillation ? " + self-distillation" : "");
+    std::cout << fmt::format("  pairs/s        {:10.2f}\n", r.pairs_per_s);
+    std::cout << fmt::format("  step           {:10.2f} ms\n", r.step_ms);
+    std::cout << fmt::format("    forward      {:10.2f} ms\n", r.forward_ms);
+    std::cout << fmt::format("    backward     {:10.2f} ms\n", r.backward_ms);
+    std::cout << fmt::format("    optimizer    {:10.2f} ms\n", r.optimizer_ms);
+    std::cout << fmt::format("    comm         {:10.2f} ms (single process)\n", r.comm_ms);
+    std::cout << fmt::format("  peak memory    {:10.1f} MiB{}\n", r.peak_mem_mib,
+                             args->o.device == "cuda" ? " (allocated)" : " (resident, whole process)");
+    std::cout << fmt::format("  train GFLOP/pair {:8.2f} (3 x forward, two towers)\n", r.train_flop_per_pair / 1e9);
+    std::cout << fmt::format("  achieved       {:10.2f} TFLOP/s\n", r.pairs_per_s * r.train_flop_per_pair / 1e12);
+    if (r.peak_flops > 0)
+      std::cout << fmt::format("  MFU            {:10.1f} % of {:.1f} TFLOP/s\n", 100 * r.mfu(), r.peak_flops / 1e12);
+    else
+      std::cout << "  MFU                   n/a (no peak known for this device; --peak-tflops sets one)\n";
+    nlohmann::json j = {{"impl", "siglip2"},
+                        {"model", name},
+                        {"device", r.device_name},
+                        {"precision", args->o.precision},
+                        {"threads", threads},
+                        {"batch", r.batch},
+                        {"steps", r.steps},
+                        {"objectives", args->objectives},
+                        {"pairs_per_s", r.pairs_per_s},
+                        {"step_ms", r.step_ms},
+                        {"forward_ms", r.forward_ms},
+                        {"backward_ms", r.backward_ms},
+                        {"optimizer_ms", r.optimizer_ms},
+                        {"comm_ms", r.comm_ms},
+                        {"peak_mem_mib", r.peak_mem_mib},
+                        {"train_gflop_per_pair", r.train_flop_per_pair / 1e9},
+                        {"mfu", r.peak_flops > 0 ? nlohmann::json(r.mfu()) : nlohmann::json()}};
+    std::cout << "RESULT " << j.dump() << std::endl;
+  });
+}
+
+}  // namespace siglip2::cli

@@ -1,0 +1,210 @@
+#include "train/bench.hpp"
+
+#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <memory>
+
+#include "common/error.hpp"
+#include "losses/locca.hpp"
+#include "losses/self_distillation.hpp"
+#include "losses/sigmoid.hpp"
+#include "models/siglip2.hpp"
+#include "models/text_decoder.hpp"
+#include "siglip2/build_config.hpp"
+#include "train/batch.hpp"
+#include "train/optimizer.hpp"
+#if SIGLIP2_CONFIG_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace siglip2 {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// bf16 autocast for the towers and heads, as torch.autocast does; the losses run outside it in fp32.
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, c10::DeviceType device) : enabled_(enabled), device_(device) {
+    if (!enabled_) return;
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device_, true);
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(device_, false);
+    at::autocast::clear_cache();
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_;
+  c10::DeviceType device_;
+};
+
+DecoderTask task_to(const DecoderTask& t, const c10::Device& d) {
+  return {t.targets.to(d), t.loss_mask.to(d), t.parallel.defined() ? t.parallel.to(d) : t.parallel};
+}
+
+at::Tensor maybe_to(const at::Tensor& t, const c10::Device& d) {
+  return t.defined() ? t.to(d) : t;
+}
+
+double cpu_peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
+}  // namespace
+
+double device_peak_flops(const std::string& name) {
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("H100") && has("PCIe")) return 756e12;
+  if (has("H100") || has("H200") || has("GH200")) return 989.4e12;
+  if (has("A100")) return 312e12;
+  return 0;
+}
+
+BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o) {
+  RunConfig cfg = base;
+  cfg.train.batch_size = o.batch;
+  cfg.train.total_steps = o.warmup + o.steps;
+  cfg.train.locca = o.locca;
+  cfg.train.self_distillation = o.self_distillation;
+  const bool cuda = o.device == "cuda";
+  if (cuda && !torch::cuda::is_available()) throw UsageError("--device cuda: CUDA is not available");
+  const c10::Device device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  const bool bf16 = o.precision == "bf16";
+
+  BenchResult r;
+  r.batch = o.batch;
+  r.steps = o.steps;
+  r.train_flop_per_pair = 3 * forward_flops(cfg.model).pair();
+  r.device_name = "cpu";
+#if SIGLIP2_CONFIG_CUDA
+  if (cuda) r.device_name = at::cuda::getCurrentDeviceProperties()->name;
+#endif
+  r.peak_flops = o.peak_flops > 0 ? o.peak_flops : device_peak_flops(r.device_name);
+
+  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
+  Siglip2Model towers(cfg.model);
+  towers->reset_parameters(static_cast<uint64_t>(cfg.train.seed));
+  towers->to(device);
+  TextDecoder decoder{nullptr};
+  if (o.locca) {
+    decoder = TextDecoder(cfg.model);
+    decoder->to(device);
+  }
+  SelfDistillationHeads heads{nullptr};
+  std::unique_ptr<SelfDistillation> ssl;
+  std::unique_ptr<EmaTeacher> teacher;
+  if (o.self_distillation) {
+    heads = SelfDistillationHeads(cfg.model.vision, cfg.loss.self_distillation);
+    heads->to(device);
+    ssl = std::make_unique<SelfDistillation>(cfg.loss.self_distillation);
+    ssl->center_global = ssl->center_global.to(device);
+    ssl->center_patch = ssl->center_patch.to(device);
+    teacher = std::make_unique<EmaTeacher>(*towers->vision_model, *heads, cfg.model, cfg.loss.self_distillation);
+    teacher->vision->to(device);
+    teacher->heads->to(device);
+  }
+  NamedParameters params;
+  for (const auto& p : towers->named_parameters()) params.emplace_back(p.key(), p.value());
+  if (decoder)
+    for (const auto& p : decoder->named_parameters()) params.emplace_back("text_decoder." + p.key(), p.value());
+  if (heads)
+    for (const auto& p : heads->named_parameters()) params.emplace_back("ssl." + p.key(), p.value());
+  AdamOptimizer optimizer(cfg.optimizer, params);
+
+  // One batch, drawn once and reused, so the timing holds no data generation.
+  TrainBatch batch = SyntheticBatches(cfg, 0, 1).next(0);
+  batch.images.pixel_values = batch.images.pixel_values.to(device);
+  batch.images.pixel_attention_mask = maybe_to(batch.images.pixel_attention_mask, device);
+  batch.images.spatial_shapes = maybe_to(batch.images.spatial_shapes, device);
+  batch.input_ids = batch.input_ids.to(device);
+  for (auto& t : batch.locca) t = task_to(t, device);
+  batch.ssl_locals = maybe_to(batch.ssl_locals, device);
+  batch.ssl_mask = maybe_to(batch.ssl_mask, device);
+
+  auto sync = [&] {
+    if (cuda) torch::cuda::synchronize();
+  };
+#if SIGLIP2_CONFIG_CUDA
+  if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+  for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
+    const bool timed = step >= o.warmup;
+    sync();
+    const auto t0 = Clock::now();
+    optimizer.zero_grad();
+    at::Tensor loss;
+    {
+      at::Tensor img_emb, txt_emb, tokens;
+      SelfDistillationLosses s;
+      at::Tensor locca;
+      {
+        AutocastScope autocast(bf16, device.type());
+        VisionOutput img = towers->encode_image(batch.images);
+        TextOutput txt = towers->encode_text(batch.input_ids);
+        img_emb = img.pooler_output;
+        txt_emb = txt.pooler_output;
+        tokens = img.last_hidden_state;
+        if (decoder)
+          locca = locca_loss(*decoder, tokens, {}, batch.locca, cfg.tokenizer.pad_id, cfg.loss.locca, nullptr);
+        if (ssl)
+          s = ssl->forward(*towers->vision_model, *heads, *teacher, batch.images.pixel_values, batch.ssl_locals,
+                           batch.ssl_mask, step, nullptr);
+      }
+      loss = sigmoid_loss(l2_normalize(img_emb.to(at::kFloat)), l2_normalize(txt_emb.to(at::kFloat)),
+                          towers->logit_scale, towers->logit_bias, nullptr, cfg.loss.sigmoid);
+      if (locca.defined()) loss = loss + locca.to(at::kFloat);
+      if (s.total.defined()) loss = loss + s.total.to(at::kFloat);
+    }
+    sync();
+    const auto t1 = Clock::now();
+    loss.backward();
+    sync();
+    const auto t2 = Clock::now();
+    optimizer.step(1.0);
+    if (teacher) teacher->update(*towers->vision_model, *heads, cfg.loss.self_distillation.ema_momentum);
+    sync();
+    const auto t3 = Clock::now();
+    if (!std::isfinite(loss.item<double>())) throw Error("bench: the loss is not finite at step " + std::to_string(step));
+    if (!timed) continue;
+    r.forward_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+    r.backward_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
+    r.optimizer_ms += std::chrono::duration<double, std::milli>(t3 - t2).count();
+    r.step_ms += ms_since(t0);
+  }
+  const double n = static_cast<double>(o.steps);
+  r.forward_ms /= n;
+  r.backward_ms /= n;
+  r.optimizer_ms /= n;
+  r.step_ms /= n;
+  r.pairs_per_s = static_cast<double>(o.batch) / (r.step_ms / 1000.0);
+  r.peak_mem_mib = cpu_peak_rss_mib();
+#if SIGLIP2_CONFIG_CUDA
+  if (cuda) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    r.peak_mem_mib =
+        static_cast<double>(
+            stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
+        (1024.0 * 1024.0);
+  }
+#endif
+  return r;
+}
+
+}  // namespace siglip2

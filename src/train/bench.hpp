@@ -1,0 +1,38 @@
+#pragma once
+// `siglip2 bench`: full training steps (forward, loss, backward, clipping, Adam) on synthetic tensors,
+// timed per phase, with FLOPs per pair and MFU against the device's peak (spec: peers_and_targets.md §3).
+#include <cstdint>
+#include <string>
+
+#include "train/config.hpp"
+
+namespace siglip2 {
+
+struct BenchOptions {
+  int64_t batch = 32;
+  int64_t steps = 10;
+  int64_t warmup = 3;  // untimed steps first (allocator, kernel selection)
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  bool locca = false;
+  bool self_distillation = false;
+  double peak_flops = 0;  // 0: from the device name (H100/H200 989.4e12, A100 312e12), unknown: no MFU
+};
+
+struct BenchResult {
+  std::string device_name;
+  int64_t batch = 0, steps = 0;
+  double step_ms = 0, forward_ms = 0, backward_ms = 0, optimizer_ms = 0, comm_ms = 0;
+  double pairs_per_s = 0;
+  double peak_mem_mib = 0;          // CUDA: peak allocated; CPU: peak resident set of the process
+  double train_flop_per_pair = 0;   // 3 x forward, two towers only
+  double peak_flops = 0;            // 0 when unknown
+  double mfu() const { return peak_flops > 0 ? pairs_per_s * train_flop_per_pair / peak_flops : 0; }
+};
+
+// Dense bf16 peak FLOP/s of a device by name; 0 when unknown (CPUs included).
+double device_peak_flops(const std::string& device_name);
+
+BenchResult run_training_benchmark(const RunConfig& config, const BenchOptions& options);
+
+}  // namespace siglip2
