@@ -2,12 +2,15 @@
 // directory's latest checkpoint unless --no-resume.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "cli/commands.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "interop/checkpoint_dir.hpp"
+#include "train/checkpoint.hpp"
 #include "train/config.hpp"
 #include "train/trainer.hpp"
 
@@ -19,6 +22,7 @@ void add_train_command(CLI::App& app) {
     std::vector<std::string> overrides;
     bool no_resume = false;
     int64_t nan_step = -1;
+    std::string init_from;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train", "train a model from a run config (launch with torchrun or srun for ranks)");
@@ -26,10 +30,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", args->overrides, "override a key: --set train.total_steps=100 (repeatable)")
       ->allow_extra_args(false);
   cmd->add_flag("--no-resume", args->no_resume, "start from scratch even if the run directory has checkpoints");
+  cmd->add_option("--init-from", args->init_from,
+                  "fine-tune: start the towers from hf:DIR, a model directory or a checkpoint (sets train.init_from)");
   cmd->add_option("--debug-nan-at-step", args->nan_step,
                   "testing: make the loss of this step NaN once, to exercise the rollback");
   cmd->callback([args] {
     RunConfig cfg = config::load<RunConfig>(args->file, args->overrides);
+    if (!args->init_from.empty()) cfg.train.init_from = args->init_from;
     TrainOptions o;
     o.resume = !args->no_resume;
     // Checkpoints carry their own copy of the tokenizer model, and their config points at it.
@@ -40,6 +47,21 @@ void add_train_command(CLI::App& app) {
     }
     o.config_yaml = config::dump(saved);
     o.inject_nan_at_step = args->nan_step;
+    if (!cfg.train.init_from.empty()) {
+      std::string dir = cfg.train.init_from;
+      const bool hf = dir.rfind("hf:", 0) == 0;
+      if (hf) dir = dir.substr(3);
+      if (!std::filesystem::is_directory(dir)) throw ConfigError("train.init_from: " + dir + " is not a directory");
+      if (hf && !is_hf_dir(dir)) throw ConfigError("train.init_from: " + dir + " has no Hugging Face config.json");
+      if (std::filesystem::exists(std::filesystem::path(dir) / "latest")) {
+        auto ck = load_latest_checkpoint(dir);
+        if (!ck) throw ConfigError("train.init_from: " + dir + " has no readable checkpoint");
+        dir = ck->path;
+      }
+      ModelBundle b = load_any_model(dir);
+      o.init_tensors = model_tensors(*b.model);
+      o.init_source = dir;
+    }
     int status = train(cfg, o);
     if (status != 0) throw Error("training stopped with status " + std::to_string(status));
   });

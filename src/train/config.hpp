@@ -44,6 +44,8 @@ struct ScheduleConfig {
   std::string type = "cosine";
   int64_t warmup_steps = 20000;
   double end_fraction = 0.0;  // learning rate at the end, as a fraction of the peak
+  double stretch_from = 0.9;   // with stretch_factor != 1: where the schedule starts to run slower
+  double stretch_factor = 1.0;  // SigLIP 2's NaFlex branch: 3.75 (the last 10% takes 3.75 times the steps)
 
   template <class V>
   void visit(V& v) {
@@ -51,6 +53,13 @@ struct ScheduleConfig {
       config::one_of({"cosine", "rsqrt", "constant"}));
     v("warmup_steps", warmup_steps, "linear warmup from 0", config::at_least<int64_t>(0));
     v("end_fraction", end_fraction, "final learning rate as a fraction of the peak", config::in_range(0.0, 1.0));
+    v("stretch_from", stretch_from,
+      "with stretch_factor: fraction of the original schedule after which it is stretched (NaFlex branch: 0.9)",
+      config::in_range(0.0, 1.0));
+    v("stretch_factor", stretch_factor,
+      "stretch the schedule after stretch_from by this factor (1 = off; NaFlex branch: 3.75); train.total_steps "
+      "is then the stretched end",
+      config::at_least(1.0));
   }
 };
 
@@ -87,6 +96,7 @@ struct TrainConfig {
   int64_t max_rollbacks = 5;
   double logit_scale_init = 2.302585092994046;  // log 10 (SigLIP)
   double logit_bias_init = -10.0;               // SigLIP at 32k batch; about -log(batch) suits small batches
+  std::string init_from;  // fine-tuning: the towers start from this model (hf:DIR, a model directory or a checkpoint)
 
   template <class V>
   void visit(V& v) {
@@ -115,6 +125,9 @@ struct TrainConfig {
     v("spike_warmup", spike_warmup, "steps before the loss-spike detector arms", config::at_least<int64_t>(0));
     v("max_rollbacks", max_rollbacks, "give up after this many rollbacks in one run", config::at_least<int64_t>(0));
     v("logit_scale_init", logit_scale_init, "initial log temperature of a run from scratch (SigLIP: log 10)");
+    v("init_from", init_from,
+      "fine-tuning: start the towers from a Hugging Face directory (hf:DIR), a model directory, a checkpoint or "
+      "a run directory (its latest); the decoder and heads start fresh; empty: from scratch");
     v("logit_bias_init", logit_bias_init,
       "initial logit bias of a run from scratch (SigLIP: -10 at batch 32k; about -log(batch) for small batches)");
   }

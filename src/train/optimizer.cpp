@@ -8,12 +8,21 @@
 
 namespace siglip2 {
 
-double schedule_multiplier(const ScheduleConfig& s, int64_t step, int64_t total) {
-  const double t = static_cast<double>(step);
+double schedule_multiplier(const ScheduleConfig& s, int64_t step, int64_t total_steps) {
+  double t = static_cast<double>(step);
+  double total = static_cast<double>(total_steps);
+  if (s.stretch_factor != 1.0) {
+    // A branch run (SigLIP 2's NaFlex stage): the schedule of a run of length T is followed up to
+    // stretch_from * T, then advances stretch_factor times more slowly. total_steps is the branch's end,
+    // a*T + f*(1 - a)*T, which gives T.
+    const double a = s.stretch_from, f = s.stretch_factor;
+    total = total / (a + f * (1.0 - a));
+    if (t > a * total) t = a * total + (t - a * total) / f;
+  }
   const double warmup = static_cast<double>(s.warmup_steps);
   double m = warmup > 0 ? std::min(1.0, t / warmup) : 1.0;
   if (s.type == "cosine") {
-    double span = std::max(1.0, static_cast<double>(total) - warmup);
+    double span = std::max(1.0, total - warmup);
     double progress = std::clamp((t - warmup) / span, 0.0, 1.0);
     m *= s.end_fraction + (1.0 - s.end_fraction) * 0.5 * (1.0 + std::cos(M_PI * progress));
   } else if (s.type == "rsqrt") {

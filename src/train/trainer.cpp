@@ -195,6 +195,12 @@ class Trainer {
       m_.towers->logit_scale.fill_(cfg_.train.logit_scale_init);
       m_.towers->logit_bias.fill_(cfg_.train.logit_bias_init);
     }
+    if (!opts_.init_tensors.empty()) {
+      TensorList towers;
+      for (const auto& p : m_.towers->named_parameters()) towers.emplace_back(p.key(), p.value());
+      load_named(towers, std::map<std::string, at::Tensor>(opts_.init_tensors.begin(), opts_.init_tensors.end()),
+                 "train.init_from " + opts_.init_source);
+    }
     if (cfg_.train.locca) m_.decoder = TextDecoder(cfg_.model);
     optimizer_ = std::make_unique<AdamOptimizer>(cfg_.optimizer, m_.parameters());
     broadcast_parameters();

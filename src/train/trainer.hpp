@@ -2,7 +2,11 @@
 // The training loop of `siglip2 train`: sigmoid + LocCa from the start, self-distillation from 80%,
 // data-parallel over the launcher's ranks, checkpoints that survive crashes, exact resume, SIGTERM
 // handling and rollback on NaN or loss spikes.
+#include <ATen/core/Tensor.h>
+
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "train/config.hpp"
 
@@ -12,6 +16,9 @@ struct TrainOptions {
   bool resume = true;           // continue from RUN/latest when there is one
   std::string config_yaml;      // the resolved config, written into every checkpoint
   std::string tokenizer_model;  // copied into checkpoints when set
+  // train.init_from, read by the caller: the towers' tensors (HF names) a run from scratch starts with.
+  std::vector<std::pair<std::string, at::Tensor>> init_tensors;
+  std::string init_source;
   // Testing hooks: make the loss of this step NaN once (rollback test).
   int64_t inject_nan_at_step = -1;
 };

@@ -28,6 +28,24 @@ TEST(Schedule, WarmupThenCosineRsqrtConstant) {
   EXPECT_DOUBLE_EQ(schedule_multiplier(s, 3, 110), 0.3);
 }
 
+TEST(Schedule, StretchedBranchFollowsTheRunThenSlowsDown) {
+  // A run of T = 1000 steps; the NaFlex branch stretches its last 10% by 3.75: it ends at
+  // 900 + 3.75 * 100 = 1275 steps, and branch step 900 + 3.75 k is run step 900 + k.
+  ScheduleConfig run;
+  run.warmup_steps = 100;
+  ScheduleConfig branch = run;
+  branch.stretch_from = 0.9;
+  branch.stretch_factor = 3.75;
+  EXPECT_NEAR(schedule_multiplier(branch, 50, 1275), schedule_multiplier(run, 50, 1000), 1e-12);
+  EXPECT_NEAR(schedule_multiplier(branch, 900, 1275), schedule_multiplier(run, 900, 1000), 1e-12);
+  EXPECT_NEAR(schedule_multiplier(branch, 1050, 1275), schedule_multiplier(run, 940, 1000), 1e-12);
+  EXPECT_NEAR(schedule_multiplier(branch, 1275, 1275), 0.0, 1e-12);
+  // By hand: run step 940 of cosine after 100 warm-up steps: progress 840/900.
+  EXPECT_NEAR(schedule_multiplier(branch, 1050, 1275), 0.5 * (1 + std::cos(M_PI * 840.0 / 900.0)), 1e-12);
+  EXPECT_NEAR(schedule_multiplier(branch, 1200, 1275), schedule_multiplier(run, 980, 1000), 1e-12);
+  EXPECT_GT(schedule_multiplier(branch, 1200, 1275), 0.0);
+}
+
 TEST(WeightDecayMask, KernelsOnly) {
   at::Tensor m = torch::zeros({4, 4}), v = torch::zeros({4});
   EXPECT_TRUE(decays("vision_model.encoder.layers.0.self_attn.q_proj.weight", m));
