@@ -47,6 +47,14 @@ def main():
     expect("unknown subcommand", run(b, "frobnicate"), 2, stderr_has=["frobnicate"], one_line_error=True)
     expect("unknown flag", run(b, "config", "show", sample, "--nope"), 2, one_line_error=True)
 
+    recipes = os.path.join(a.source, "configs", "recipes")
+    for name in sorted(os.listdir(recipes)):
+        expect(f"recipe {name} resolves", run(b, "config", "show", os.path.join(recipes, name)), 0,
+               stdout_has=["model:", "train:"])
+    expect("NaFlex recipe: stretched schedule, no self-distillation",
+           run(b, "config", "show", os.path.join(recipes, "naflex_b16.yaml")), 0,
+           stdout_has=["naflex: true", "stretch_factor: 3.75", "self_distillation: false", "total_steps: 1556396"])
+
     r = run(b, "config", "show", sample)
     expect("config show", r, 0, stdout_has=["model:", "vision:", "hidden_size: 768", "optimizer:", "lr: 0.001",
                                             "beta2: 0.95", "total_steps:"])
