@@ -65,6 +65,7 @@ void AdamOptimizer::add_parameters(const NamedParameters& params) {
     exp_avg_.push_back(at::zeros_like(p));
     exp_avg_sq_.push_back(at::zeros_like(p));
     decay_.push_back(decays(name, p));
+    steps_.push_back(at::full({}, static_cast<double>(step_), p.options().dtype(at::kFloat)));
   }
 }
 
@@ -89,24 +90,32 @@ OptimizerStepStats AdamOptimizer::step(double multiplier) {
   stats.grad_norm = total.item<double>();
   if (config_.grad_clip_norm > 0 && stats.grad_norm >= config_.grad_clip_norm) {
     stats.clip_scale = config_.grad_clip_norm / stats.grad_norm;  // optax clip_by_global_norm
-    grads = at::_foreach_mul(grads, stats.clip_scale);
+    at::_foreach_mul_(grads, stats.clip_scale);                   // in place: .grad is scratch after a step
   }
   ++step_;
-  const double b1 = config_.beta1, b2 = config_.beta2;
-  at::_foreach_lerp_(exp_avg_, grads, 1.0 - b1);  // m = b1 m + (1 - b1) g
-  at::_foreach_mul_(exp_avg_sq_, b2);
-  at::_foreach_addcmul_(exp_avg_sq_, grads, grads, 1.0 - b2);
-  const double c1 = 1.0 - std::pow(b1, static_cast<double>(step_));
-  const double c2 = 1.0 - std::pow(b2, static_cast<double>(step_));
-  // update = (m / c1) / (sqrt(v / c2) + eps)
-  std::vector<at::Tensor> denom = at::_foreach_sqrt(at::_foreach_div(exp_avg_sq_, c2));
-  at::_foreach_add_(denom, config_.eps);
-  std::vector<at::Tensor> update = at::_foreach_div(at::_foreach_div(exp_avg_, c1), denom);
-  const double lr = config_.lr * multiplier, wd = config_.weight_decay * multiplier;
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (decay_[i] && wd != 0) params[i].add_(params[i], -wd);
+  at::_foreach_add_(steps_, 1.0);  // the kernel reads the step count, it does not advance it
+  // One fused pass per group (torch's fused AdamW kernel: moments, bias correction and the update in
+  // place). big_vision's Δθ = −s·(lr·u + wd·θ) is AdamW with lr·s and weight decay wd/lr.
+  const double lr = config_.lr * multiplier;
+  for (bool decayed : {true, false}) {
+    std::vector<at::Tensor> p, g, m, v, t;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (decay_[i] != decayed) continue;
+      p.push_back(params[i]);
+      g.push_back(grads[i]);
+      m.push_back(exp_avg_[i]);
+      v.push_back(exp_avg_sq_[i]);
+      t.push_back(steps_[i]);
+    }
+    if (p.empty()) continue;
+    double wd = decayed ? config_.weight_decay : 0.0;
+    if (wd != 0 && config_.lr == 0) {  // decay without a learning rate: not expressible as AdamW
+      at::_foreach_mul_(p, 1.0 - wd * multiplier);
+      wd = 0;
+    }
+    at::_fused_adamw_(p, g, m, v, {}, t, lr, config_.beta1, config_.beta2, wd == 0 ? 0.0 : wd / config_.lr,
+                      config_.eps, /*amsgrad=*/false, /*maximize=*/false);
   }
-  at::_foreach_add_(params, update, -lr);
   return stats;
 }
 
@@ -125,6 +134,7 @@ void AdamOptimizer::load_state(const std::map<std::string, at::Tensor>& state) {
   auto it = state.find("step");
   if (it == state.end()) throw Error("optimizer state has no 'step'");
   step_ = it->second.item<int64_t>();
+  for (auto& t : steps_) t.fill_(static_cast<double>(step_));
   for (size_t i = 0; i < params_.size(); ++i) {
     for (auto [prefix, dst] : {std::pair<const char*, at::Tensor*>{"exp_avg/", &exp_avg_[i]},
                                std::pair<const char*, at::Tensor*>{"exp_avg_sq/", &exp_avg_sq_[i]}}) {

@@ -49,6 +49,7 @@ class AdamOptimizer {
   NamedParameters params_;  // trainable ones only
   std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
   std::vector<bool> decay_;
+  std::vector<at::Tensor> steps_;  // the fused kernel's per-tensor step counters (all equal step_)
   int64_t step_ = 0;
 };
 
