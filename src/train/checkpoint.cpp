@@ -82,6 +82,27 @@ void write_file_synced(const std::string& path, const std::string& bytes) {
   }
 }
 
+// What a killed or failed save leaves behind: its temporary directory, a half-removed old checkpoint,
+// the temporary file of the `latest` pointer. None of them is ever read; on a full disk they hold space.
+void remove_leftovers(const fs::path& run_dir) {
+  std::error_code ec;
+  std::vector<fs::path> doomed;
+  for (const auto& e : fs::directory_iterator(run_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    bool partial =
+        n.rfind(".ckpt-", 0) == 0 && (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos);
+    if (partial || n.rfind("latest.tmp-", 0) == 0) doomed.push_back(e.path());
+  }
+  for (const auto& p : doomed) fs::remove_all(p, ec);
+}
+
+// Renamed out of the listing first, so that a kill during the removal never leaves a half-deleted ckpt-*.
+void remove_checkpoint(const fs::path& dir) {
+  const fs::path doomed = dir.parent_path() / ("." + dir.filename().string() + ".old-" + std::to_string(::getpid()));
+  fs::rename(dir, doomed);
+  fs::remove_all(doomed);
+}
+
 }  // namespace
 
 std::vector<std::string> list_checkpoints(const std::string& run_dir) {
@@ -102,17 +123,23 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointContents
   const std::string name = checkpoint_name(c.state.step);
   const fs::path final_dir = fs::path(run_dir) / name;
   const fs::path tmp = fs::path(run_dir) / ("." + name + ".tmp-" + std::to_string(::getpid()));
-  fs::remove_all(tmp);
+  remove_leftovers(run_dir);
   fs::create_directories(tmp);
-  safetensors::save((tmp / "model.safetensors").string(), c.model);
-  safetensors::save((tmp / "optimizer.safetensors").string(), c.optimizer);
-  if (!c.teacher.empty()) safetensors::save((tmp / "teacher.safetensors").string(), c.teacher);
-  write_file_synced((tmp / "trainer_state.json").string(), c.state.to_json().dump(2) + "\n");
-  write_file_synced((tmp / "config.yaml").string(), c.config_yaml);
-  if (!c.tokenizer_model.empty()) write_file_synced((tmp / "tokenizer.model").string(), read_file(c.tokenizer_model));
-  fsync_directory(tmp.string());
+  try {
+    safetensors::save((tmp / "model.safetensors").string(), c.model);
+    safetensors::save((tmp / "optimizer.safetensors").string(), c.optimizer);
+    if (!c.teacher.empty()) safetensors::save((tmp / "teacher.safetensors").string(), c.teacher);
+    write_file_synced((tmp / "trainer_state.json").string(), c.state.to_json().dump(2) + "\n");
+    write_file_synced((tmp / "config.yaml").string(), c.config_yaml);
+    if (!c.tokenizer_model.empty()) write_file_synced((tmp / "tokenizer.model").string(), read_file(c.tokenizer_model));
+    fsync_directory(tmp.string());
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);  // a failed save (disk full) gives its space back; the previous checkpoint stays
+    throw;
+  }
   // A checkpoint of the same step (a rerun after a rollback) is replaced as a whole.
-  if (fs::exists(final_dir)) fs::remove_all(final_dir);
+  if (fs::exists(final_dir)) remove_checkpoint(final_dir);
   fs::rename(tmp, final_dir);
   fsync_directory(run_dir);
   write_file_atomic((fs::path(run_dir) / "latest").string(), name + "\n");
@@ -129,7 +156,7 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointContents
     } catch (...) {
     }
     if (phase) continue;
-    if (++kept > keep_last) fs::remove_all(dir);
+    if (++kept > keep_last) remove_checkpoint(dir);
   }
   return final_dir.string();
 }

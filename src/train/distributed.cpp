@@ -131,6 +131,7 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const DistEnv& env, const std
   pg->rank_ = env.rank;
   pg->world_size_ = env.world_size;
   pg->backend_name_ = backend;
+  pg->timeout_ = timeout;
 
   if (env.world_size == 1 && env.launcher == "none") {
     // A lone process needs no rendezvous: an in-memory store, and no port to collide on.
@@ -177,14 +178,14 @@ ProcessGroup::~ProcessGroup() {
 
 void ProcessGroup::all_reduce_sum(at::Tensor& t) {
   std::vector<at::Tensor> v{t};
-  backend_->allreduce(v)->wait();
+  wait(*backend_->allreduce(v), "all_reduce");
 }
 
 void ProcessGroup::broadcast(at::Tensor& t, int root) {
   std::vector<at::Tensor> v{t};
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  backend_->broadcast(v, o)->wait();
+  wait(*backend_->broadcast(v, o), "broadcast");
 }
 
 at::Tensor ProcessGroup::all_gather(const at::Tensor& t) {
@@ -193,7 +194,7 @@ at::Tensor ProcessGroup::all_gather(const at::Tensor& t) {
   TORCH_CHECK(!sizes.empty(), "all_gather needs at least one dimension");
   sizes[0] *= world_size_;
   at::Tensor out = at::empty(sizes, in.options());
-  backend_->_allgather_base(out, in)->wait();
+  wait(*backend_->_allgather_base(out, in), "all_gather");
   return out;
 }
 
@@ -203,7 +204,7 @@ at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& t) {
   TORCH_CHECK(!sizes.empty() && sizes[0] % world_size_ == 0, "reduce_scatter needs dim 0 divisible by world size");
   sizes[0] /= world_size_;
   at::Tensor out = at::empty(sizes, in.options());
-  backend_->_reduce_scatter_base(out, in)->wait();
+  wait(*backend_->_reduce_scatter_base(out, in), "reduce_scatter");
   return out;
 }
 
@@ -224,18 +225,35 @@ at::Tensor ProcessGroup::exchange(const at::Tensor& out, int to, int from) {
     backend_->startCoalescing();
     backend_->send(send, to, 0);
     backend_->recv(recv, from, 0);
-    backend_->endCoalescing()->wait();
+    wait(*backend_->endCoalescing(), "send/recv");
   } else {
     auto ws = backend_->send(send, to, 0);
     auto wr = backend_->recv(recv, from, 0);
-    ws->wait();
-    wr->wait();
+    wait(*ws, "send");
+    wait(*wr, "recv");
   }
   return recv[0];
 }
 
 void ProcessGroup::barrier() {
-  backend_->barrier()->wait();
+  wait(*backend_->barrier(), "barrier");
+}
+
+void ProcessGroup::wait(c10d::Work& work, const char* operation) {
+  auto fail = [&](std::string why) {
+    if (!why.empty() && why[0] == '[' && why.find("] ") != std::string::npos)
+      why = why.substr(why.find("] ") + 2);  // the backend's source location means nothing to a user
+    throw Error("rank " + std::to_string(rank_) + " of " + std::to_string(world_size_) + ": " + operation +
+                " failed; another rank died, was stopped or lost its connection (dist.timeout_s " +
+                std::to_string(timeout_.count() / 1000) + "): " + why);
+  };
+  try {
+    work.wait();
+  } catch (const c10::Error& e) {
+    fail(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
 }
 
 }  // namespace siglip2

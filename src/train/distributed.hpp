@@ -61,11 +61,16 @@ class ProcessGroup final : public Collectives {
   at::Tensor ring_exchange_back(const at::Tensor& out) override;
   void barrier();
 
+  // Waits for `work`; a failure (a peer rank died, was stopped or lost its connection) becomes a
+  // siglip2::Error naming this rank, the operation and the timeout.
+  void wait(c10d::Work& work, const char* operation);
+
  private:
   ProcessGroup() = default;
   at::Tensor exchange(const at::Tensor& out, int to, int from);
   int rank_ = 0;
   int world_size_ = 1;
+  std::chrono::milliseconds timeout_{0};
   std::string backend_name_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;

@@ -93,7 +93,7 @@ void GradientSync::finish() {
   }
   const double inv = 1.0 / pg_.world_size();
   for (auto& b : buckets_) {
-    b.work->wait();
+    pg_.wait(*b.work, "gradient all_reduce");
     b.flat.mul_(inv);
     for (size_t slot = 0; slot < b.params.size(); ++slot) {
       at::Tensor& p = params_[b.params[slot]];
