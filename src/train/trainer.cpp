@@ -118,6 +118,7 @@ class Trainer {
       pg_ = ProcessGroup::create(env_, backend, std::chrono::seconds(cfg_.dist.timeout_s));
     }
     build_model();
+    train_flop_per_pair_ = 3 * forward_flops(cfg_.model).pair();
     state_.world_size = env_.world_size;
     state_.phase = "pretrain";
     if (opts_.resume) restore();
@@ -396,8 +397,24 @@ class Trainer {
                       state_.step, 100 * z.top1, 100 * z.top5, z.images, z.classes, 100.0 / z.classes, secs));
       nlohmann::json j = {
           {"step", state_.step}, {"zero_shot_top1", z.top1}, {"zero_shot_top5", z.top5}, {"eval_images", z.images}};
-      if (tensorboard_)
-        tensorboard_->scalars(state_.step, {{"eval/zero_shot_top1", z.top1}, {"eval/zero_shot_top5", z.top5}});
+      std::vector<std::pair<std::string, double>> scalars = {{"eval/zero_shot_top1", z.top1},
+                                                             {"eval/zero_shot_top5", z.top5}};
+      if (z.retrieval.pairs > 0) {
+        const char* ks[3] = {"r1", "r5", "r10"};
+        for (int k = 0; k < 3; ++k) {
+          j[std::string("retrieval_i2t_") + ks[k]] = z.retrieval.image_to_text[k];
+          j[std::string("retrieval_t2i_") + ks[k]] = z.retrieval.text_to_image[k];
+          scalars.emplace_back(std::string("eval/retrieval_i2t_") + ks[k], z.retrieval.image_to_text[k]);
+          scalars.emplace_back(std::string("eval/retrieval_t2i_") + ks[k], z.retrieval.text_to_image[k]);
+        }
+        log_info(fmt::format("step {}: retrieval on {} pairs: image->text R@1/5/10 {:.1f}/{:.1f}/{:.1f}%, "
+                             "text->image {:.1f}/{:.1f}/{:.1f}%",
+                             state_.step, z.retrieval.pairs, 100 * z.retrieval.image_to_text[0],
+                             100 * z.retrieval.image_to_text[1], 100 * z.retrieval.image_to_text[2],
+                             100 * z.retrieval.text_to_image[0], 100 * z.retrieval.text_to_image[1],
+                             100 * z.retrieval.text_to_image[2]));
+      }
+      if (tensorboard_) tensorboard_->scalars(state_.step, scalars);
       fs::create_directories(cfg_.train.out_dir);
       std::ofstream(fs::path(cfg_.train.out_dir) / "metrics.jsonl", std::ios::app) << j.dump() << "\n";
     }
@@ -445,10 +462,11 @@ class Trainer {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     double per_step = done > 0 ? secs / done : 0;
     int64_t eta = static_cast<int64_t>(per_step * (total - state_.step));
-    std::fprintf(stderr, "\r%lld/%lld %5.1f%% ETA %lld:%02lld:%02lld | %.1f pairs/s | loss %.4f | lr %.3g   ",
+    const double pairs = per_step > 0 ? cfg_.train.batch_size / per_step : 0.0;
+    std::fprintf(stderr, "\r%lld/%lld %5.1f%% ETA %lld:%02lld:%02lld | %.1f pairs/s %.2f TFLOP/s | loss %.4f | lr %.3g   ",
                  static_cast<long long>(state_.step), static_cast<long long>(total), 100.0 * state_.step / total,
                  static_cast<long long>(eta / 3600), static_cast<long long>(eta / 60 % 60),
-                 static_cast<long long>(eta % 60), per_step > 0 ? cfg_.train.batch_size / per_step : 0.0, r.loss, r.lr);
+                 static_cast<long long>(eta % 60), pairs, pairs * train_flop_per_pair_ / 1e12, r.loss, r.lr);
     if (state_.step == total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   }
@@ -459,9 +477,10 @@ class Trainer {
     if (!tty_)
       log_info(fmt::format(
           "step {}/{} ({:.1f}%) loss {:.4f} sigmoid {:.4f} locca {:.4f} ssl {:.4f}/{:.4f} lr {:.3g} "
-          "grad {:.3f} t {:.2f} b {:.2f} | {:.1f} pairs/s",
+          "grad {:.3f} t {:.2f} b {:.2f} | {:.1f} pairs/s, {:.3f} TFLOP/s",
           state_.step, total, 100.0 * state_.step / total, r.loss, r.sigmoid, r.locca, r.ssl_gl, r.ssl_mask, r.lr,
-          r.grad_norm, m_.towers->logit_scale.exp().item<double>(), m_.towers->logit_bias.item<double>(), pairs_per_s));
+          r.grad_norm, m_.towers->logit_scale.exp().item<double>(), m_.towers->logit_bias.item<double>(), pairs_per_s,
+          pairs_per_s * train_flop_per_pair_ / 1e12));
     nlohmann::json j = {{"step", state_.step},
                         {"loss", r.loss},
                         {"sigmoid", r.sigmoid},
@@ -473,13 +492,14 @@ class Trainer {
                         {"t", m_.towers->logit_scale.exp().item<double>()},
                         {"b", m_.towers->logit_bias.item<double>()},
                         {"pairs_per_s", pairs_per_s},
+                        {"tflops", pairs_per_s * train_flop_per_pair_ / 1e12},
                         {"rollbacks", state_.rollbacks},
                         {"phase", state_.phase},
                         {"data_wait", data_wait}};
     if (tensorboard_) {
       std::vector<std::pair<std::string, double>> scalars;
       for (const char* k : {"loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked", "lr", "grad_norm", "t", "b",
-                            "pairs_per_s", "data_wait"})
+                            "pairs_per_s", "tflops", "data_wait"})
         scalars.emplace_back(std::string("train/") + k, j[k].get<double>());
       tensorboard_->scalars(state_.step, scalars);
     }
@@ -497,6 +517,8 @@ class Trainer {
   std::unique_ptr<BatchSource> source_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
   bool tty_ = false;
+  // Two-tower training FLOPs per pair (3 x forward), for the achieved TFLOP/s in logs and metrics.
+  double train_flop_per_pair_ = 0;
   TrainerState state_;
 };
 
