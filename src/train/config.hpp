@@ -96,6 +96,7 @@ struct TrainConfig {
   int64_t max_rollbacks = 5;
   double logit_scale_init = 2.302585092994046;  // log 10 (SigLIP)
   double logit_bias_init = -10.0;               // SigLIP at 32k batch; about -log(batch) suits small batches
+  int64_t accumulation_steps = 1;  // > 1 is refused: see check()
   std::string init_from;  // fine-tuning: the towers start from this model (hf:DIR, a model directory or a checkpoint)
 
   template <class V>
@@ -125,6 +126,10 @@ struct TrainConfig {
     v("spike_warmup", spike_warmup, "steps before the loss-spike detector arms", config::at_least<int64_t>(0));
     v("max_rollbacks", max_rollbacks, "give up after this many rollbacks in one run", config::at_least<int64_t>(0));
     v("logit_scale_init", logit_scale_init, "initial log temperature of a run from scratch (SigLIP: log 10)");
+    v("accumulation_steps", accumulation_steps,
+      "micro-batches per optimizer step; only 1: accumulation would limit the sigmoid loss's negatives to a "
+      "micro-batch (use more ranks, which keep the loss exact)",
+      config::greater_than<int64_t>(0));
     v("init_from", init_from,
       "fine-tuning: start the towers from a Hugging Face directory (hf:DIR), a model directory, a checkpoint or "
       "a run directory (its latest); the decoder and heads start fresh; empty: from scratch");
@@ -173,6 +178,11 @@ struct RunConfig {
   }
   std::string check() const {
     if (schedule.warmup_steps > train.total_steps) return "schedule.warmup_steps exceeds train.total_steps";
+    if (train.accumulation_steps != 1)
+      return "train.accumulation_steps: gradient accumulation is not supported: averaging micro-batch gradients "
+             "would limit the sigmoid loss's negatives to each micro-batch and change the objective (an exact "
+             "version must cache every micro-batch's embeddings, as open_clip's --accum-freq does); spread the "
+             "batch over more ranks instead, which keeps the loss exact";
     if (model.vision.naflex && train.self_distillation)
       return "train.self_distillation: a NaFlex tower is trained without the self-distillation losses (SigLIP 2's "
              "NaFlex branch); set it to false";

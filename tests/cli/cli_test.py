@@ -55,6 +55,10 @@ def main():
            run(b, "config", "show", os.path.join(recipes, "naflex_b16.yaml")), 0,
            stdout_has=["naflex: true", "stretch_factor: 3.75", "self_distillation: false", "total_steps: 1556396"])
 
+    expect("gradient accumulation is refused with the reason", run(b, "config", "show", sample, "--set",
+                                                                 "train.accumulation_steps=4"), 2,
+           stderr_has=["train.accumulation_steps", "negatives"], one_line_error=True)
+
     r = run(b, "config", "show", sample)
     expect("config show", r, 0, stdout_has=["model:", "vision:", "hidden_size: 768", "optimizer:", "lr: 0.001",
                                             "beta2: 0.95", "total_steps:"])
