@@ -17,6 +17,10 @@ struct ImageConfig {
   bool naflex = false;
   int64_t patch_size = 16;
   int64_t max_num_patches = 256;
+  // Decode large JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the result is still at least
+  // as large as the resize target. Faster on photographs much larger than the target; the pixels then
+  // differ slightly from the Hugging Face processors', so it is off by default.
+  bool fast_decode = false;
 
   template <class V>
   void visit(V& v) {
@@ -28,6 +32,9 @@ struct ImageConfig {
     v("patch_size", patch_size, "NaFlex: patch side in pixels", greater_than<int64_t>(0));
     v("max_num_patches", max_num_patches, "NaFlex: patches per image at most (sequence length)",
       greater_than<int64_t>(0));
+    v("fast_decode", fast_decode,
+      "decode large JPEGs at 1/2, 1/4 or 1/8 scale when still at least the resize target (faster; not "
+      "bit-exact with the Hugging Face processors)");
   }
 };
 

@@ -15,7 +15,13 @@ namespace siglip2 {
 // EXIF orientation is NOT applied: PIL's Image.open does not apply it either, and HF processors see the
 // stored pixels. Throws siglip2::Error naming the file ("photo.jpg: cannot decode image (...)").
 at::Tensor decode_image(const std::string& path);
-at::Tensor decode_image_bytes(const std::string& bytes, const std::string& name_for_errors);
+// `reduction` 2, 4 or 8: a JPEG is decoded at that fraction of its size (libjpeg's DCT scaling, sides
+// rounded up); other formats, and 1, decode at full size.
+at::Tensor decode_image_bytes(const std::string& bytes, const std::string& name_for_errors, int64_t reduction = 1);
+
+// The largest reduction (8, 4, 2, else 1) that keeps a height x width image at least need_height x
+// need_width.
+int64_t decode_reduction(int64_t height, int64_t width, int64_t need_height, int64_t need_width);
 
 // Fixed resolution: antialiased resize of the uint8 image to size x size with resample "bilinear" or
 // "bicubic" (torchvision F.resize(antialias=True)), then (x - 127.5) / 127.5. float32 [3, size, size].
@@ -35,14 +41,15 @@ struct NaflexImage {
 // NaFlex: aspect-preserving bilinear antialiased resize to naflex_target_size, normalise, patchify, pad.
 NaflexImage preprocess_naflex(const at::Tensor& rgb_hwc_u8, int64_t patch_size, int64_t max_num_patches);
 
-// pixel_values [B, 3, S, S] from preprocess_fixed outputs.
-at::Tensor stack_fixed(const std::vector<at::Tensor>& images);
+// pixel_values [B, 3, S, S] from preprocess_fixed outputs; `pinned`: allocated in page-locked memory
+// (needs CUDA at run time).
+at::Tensor stack_fixed(const std::vector<at::Tensor>& images, bool pinned = false);
 
 struct NaflexBatch {
   at::Tensor pixel_values;          // float32 [B, max_num_patches, P*P*3]
   at::Tensor pixel_attention_mask;  // int32 [B, max_num_patches]
   at::Tensor spatial_shapes;        // int64 [B, 2]
 };
-NaflexBatch stack_naflex(const std::vector<NaflexImage>& images);
+NaflexBatch stack_naflex(const std::vector<NaflexImage>& images, bool pinned = false);
 
 }  // namespace siglip2

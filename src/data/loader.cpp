@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -47,8 +48,9 @@ class SkipReporter {
 struct Shared {
   LoaderConfig config;
   ImageConfig image;
-  std::shared_ptr<const Tokenizer> tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;  // null: no texts in the batches
   int64_t rank = 0, world_size = 1;
+  bool pin = false;                               // CUDA at run time: batches in page-locked memory
   std::vector<std::vector<std::string>> sources;  // expanded shard lists
   std::vector<double> weights;
   SkipReporter reporter;
@@ -174,6 +176,16 @@ class SourceStream {
   int64_t emitted_ = 0, read_in_epoch_ = 0, empty_epochs_ = 0;
 };
 
+at::Tensor pinned(const at::Tensor& t, bool pin) {
+  return pin && t.defined() ? t.pin_memory() : t;
+}
+
+void pin_targets(DecoderTargets& t) {
+  t.targets = pinned(t.targets, true);
+  t.loss_mask = pinned(t.loss_mask, true);
+  t.parallel = pinned(t.parallel, true);
+}
+
 struct QueueItem {
   std::optional<Batch> batch;  // none: the worker is done
   LoaderWorkerState state;     // the worker's state after this item
@@ -204,7 +216,7 @@ class Worker {
       if (!raw) break;
       ++state_.pulls;
       Sample sample;
-      const std::string reason = decode_sample(*raw, s_.config.max_pixels, sample, state_.skipped);
+      const std::string reason = decode_sample(*raw, s_.config.max_pixels, sample, state_.skipped, reduction_);
       if (!reason.empty()) {
         const int64_t count = ++state_.skipped[reason];
         s_.reporter.report(reason, raw->shard + ":" + raw->key, count);
@@ -228,6 +240,24 @@ class Worker {
   const LoaderWorkerState& state() const { return state_; }
 
  private:
+  // image.fast_decode: how far a JPEG may be scaled down while decoding and still cover what the
+  // transforms need (the resize target; with SSL views also the smallest local crop at full resolution).
+  DecodeReduction make_reduction() const {
+    if (!s_.image.fast_decode) return nullptr;
+    const ImageConfig image = s_.image;
+    int64_t need = image.image_size;
+    if (s_.config.ssl_views) {
+      const double smallest_crop_side = std::sqrt(s_.config.ssl.local_scale_min);
+      need = std::max(
+          need, static_cast<int64_t>(std::ceil(static_cast<double>(s_.config.ssl.local_size) / smallest_crop_side)));
+    }
+    return [image, need](int64_t height, int64_t width) {
+      if (!image.naflex) return decode_reduction(height, width, need, need);
+      const auto [h, w] = naflex_target_size(height, width, image.patch_size, image.max_num_patches);
+      return decode_reduction(height, width, h, w);
+    };
+  }
+
   std::optional<RawSample> pull_mixed(uint64_t pull) {
     const double u =
         static_cast<double>(
@@ -273,18 +303,32 @@ class Worker {
       std::vector<NaflexImage> images;
       for (const auto& s : samples)
         images.push_back(preprocess_naflex(s.image, s_.image.patch_size, s_.image.max_num_patches));
-      NaflexBatch nb = stack_naflex(images);
+      NaflexBatch nb = stack_naflex(images, s_.pin);
       b.pixel_values = nb.pixel_values;
       b.pixel_attention_mask = nb.pixel_attention_mask;
       b.spatial_shapes = nb.spatial_shapes;
     } else {
       std::vector<at::Tensor> images;
       for (const auto& s : samples) images.push_back(preprocess_fixed(s.image, s_.image.image_size, s_.image.resample));
-      b.pixel_values = stack_fixed(images);
+      b.pixel_values = stack_fixed(images, s_.pin);
     }
-    b.input_ids = s_.tokenizer->encode(captions);
-    if (s_.config.locca) b.locca = stack_locca(locca);
-    if (s_.config.ssl_views) b.local_views = torch::cat(views);
+    if (s_.tokenizer) b.input_ids = pinned(s_.tokenizer->encode(captions), s_.pin);
+    b.labels = pinned(b.labels, s_.pin);
+    if (s_.config.locca) {
+      b.locca = stack_locca(locca);
+      if (s_.pin) {
+        pin_targets(b.locca->caption);
+        pin_targets(b.locca->referring);
+        pin_targets(b.locca->grounded);
+      }
+    }
+    if (s_.config.ssl_views) {
+      std::vector<int64_t> shape = views.front().sizes().vec();
+      shape[0] = 0;
+      for (const auto& v : views) shape[0] += v.size(0);
+      b.local_views = torch::empty(shape, views.front().options().pinned_memory(s_.pin));
+      torch::cat_out(b.local_views, views);
+    }
     return b;
   }
 
@@ -292,6 +336,7 @@ class Worker {
   int64_t index_;
   LoaderWorkerState state_;
   std::vector<std::unique_ptr<SourceStream>> streams_;
+  DecodeReduction reduction_ = make_reduction();
 };
 
 void check_state(const LoaderState& st, const LoaderConfig& c, int64_t rank, int64_t world, size_t sources) {
@@ -409,11 +454,17 @@ struct DataLoader::Impl {
 
 DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer& tokenizer, int64_t rank,
                        int64_t world_size, const LoaderState* resume)
+    : DataLoader(config, image, &tokenizer, rank, world_size, resume) {}
+
+DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer* tokenizer, int64_t rank,
+                       int64_t world_size, const LoaderState* resume)
     : impl_(std::make_unique<Impl>()) {
   Shared& s = impl_->shared;
   s.config = config;
   s.image = image;
-  s.tokenizer = std::make_shared<const Tokenizer>(tokenizer);
+  if (tokenizer) s.tokenizer = std::make_shared<const Tokenizer>(*tokenizer);
+  if (!tokenizer && config.locca) throw ConfigError("data.locca: LocCa targets need a tokenizer");
+  s.pin = torch::cuda::is_available();
   s.rank = rank;
   s.world_size = world_size;
   if (rank < 0 || world_size < 1 || rank >= world_size)

@@ -46,7 +46,7 @@ struct Batch {
   at::Tensor pixel_values;
   at::Tensor pixel_attention_mask;  // NaFlex: int32 [B, N]
   at::Tensor spatial_shapes;        // NaFlex: int64 [B, 2]
-  at::Tensor input_ids;             // int64 [B, tokenizer length]
+  at::Tensor input_ids;             // int64 [B, tokenizer length]; undefined without a tokenizer
   at::Tensor labels;                // int64 [B]: KEY.cls, -1 where absent
   std::optional<LoccaTargets> locca;
   at::Tensor local_views;  // ssl_views: float32 [B * local_crops, 3, s, s], image-major
@@ -62,7 +62,13 @@ class DataLoader {
   // Starts the worker threads. `resume`: a state from a loader with the same seed, rank, world size and
   // number of workers (else siglip2::Error); a resumed worker re-reads (without decoding) the part of its
   // current epoch it had already given out, to rebuild its shuffle buffer.
+  // When CUDA is available at run time, the batch tensors are allocated in pinned memory, so copies to
+  // the GPU can be asynchronous.
   DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer& tokenizer, int64_t rank,
+             int64_t world_size, const LoaderState* resume = nullptr);
+  // Without a tokenizer (nullptr) batches carry images, keys and labels only: input_ids stays undefined,
+  // and config.locca must be false (benchmarks of decoding alone).
+  DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer* tokenizer, int64_t rank,
              int64_t world_size, const LoaderState* resume = nullptr);
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;

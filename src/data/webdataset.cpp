@@ -136,7 +136,8 @@ std::vector<Region> parse_regions(const std::string& json_text, int64_t& bad_box
   return regions;
 }
 
-std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out, SkipCounts& skipped) {
+std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out, SkipCounts& skipped,
+                          const DecodeReduction& reduction) {
   if (raw.too_large) return skip::kEntryTooLarge;
   if (raw.image_ext.empty()) return skip::kNoImage;
   if (!raw.caption || is_blank(*raw.caption)) return skip::kNoCaption;
@@ -164,7 +165,8 @@ std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out,
   if (size->width == 0 || size->height == 0) return skip::kEmptyImage;
   if (size->width * size->height > max_pixels) return skip::kTooManyPixels;
   try {
-    out.image = decode_image_bytes(raw.image, raw.shard + ":" + raw.key + "." + raw.image_ext);
+    const int64_t r = reduction ? reduction(size->height, size->width) : 1;
+    out.image = decode_image_bytes(raw.image, raw.shard + ":" + raw.key + "." + raw.image_ext, r);
   } catch (const std::exception&) {
     return skip::kUndecodable;
   }

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -78,9 +79,13 @@ struct Sample {
 // optional "regions" is a list; regions with an invalid box or caption are dropped and counted in bad_boxes.
 std::vector<Region> parse_regions(const std::string& json_text, int64_t& bad_boxes);
 
+// Given the stored height and width, the reduction to decode a JPEG with (1, 2, 4 or 8; see decode_image_bytes).
+using DecodeReduction = std::function<int64_t(int64_t height, int64_t width)>;
+
 // Checks a raw sample and decodes its image. Returns "" and fills `out`, or the skip reason. The pixel
 // limit is checked from the image header, before decoding. Dropped regions are added to skipped[kBadBox].
-std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out, SkipCounts& skipped);
+std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out, SkipCounts& skipped,
+                          const DecodeReduction& reduction = nullptr);
 
 // What `siglip2 data inspect` prints: every sample read, checked and decoded.
 struct ShardStats {

@@ -160,6 +160,33 @@ TEST_F(Decode, ExpandsGrayAndDropsAlpha) {
   EXPECT_TRUE(torch::equal(rgb[1][1], torch::tensor({3, 2, 1}, torch::kUInt8)));
 }
 
+TEST_F(Decode, ReducedJpegDecodeIsSmallerAndClose) {
+  cv::Mat bgr(64, 96, CV_8UC3);
+  for (int y = 0; y < bgr.rows; ++y)
+    for (int x = 0; x < bgr.cols; ++x) bgr.at<cv::Vec3b>(y, x) = {uchar(2 * x), uchar(3 * y), 128};
+  std::vector<uchar> buffer;
+  ASSERT_TRUE(cv::imencode(".jpg", bgr, buffer, {cv::IMWRITE_JPEG_QUALITY, 95}));
+  const std::string jpeg(buffer.begin(), buffer.end());
+  const at::Tensor full = decode_image_bytes(jpeg, "x.jpg");
+  const at::Tensor half = decode_image_bytes(jpeg, "x.jpg", 2);
+  const at::Tensor eighth = decode_image_bytes(jpeg, "x.jpg", 8);
+  ASSERT_EQ(half.sizes(), (std::vector<int64_t>{32, 48, 3}));
+  ASSERT_EQ(eighth.sizes(), (std::vector<int64_t>{8, 12, 3}));
+  // The reduced decode approximates an area average of the full one (a smooth ramp: a few levels at most).
+  const at::Tensor pooled = torch::avg_pool2d(full.permute({2, 0, 1}).to(torch::kFloat), 2);
+  EXPECT_LT((half.permute({2, 0, 1}).to(torch::kFloat) - pooled).abs().max().item<float>(), 6.f);
+  // PNG has no reduced decode: full size whatever the reduction.
+  EXPECT_EQ(decode_image_bytes(png(bgr), "x.png", 4).sizes(), (std::vector<int64_t>{64, 96, 3}));
+}
+
+TEST(DecodeReduction, KeepsTheTargetCovered) {
+  EXPECT_EQ(decode_reduction(1411, 1411, 256, 256), 4);
+  EXPECT_EQ(decode_reduction(512, 512, 256, 256), 2);
+  EXPECT_EQ(decode_reduction(511, 4000, 256, 256), 1);
+  EXPECT_EQ(decode_reduction(427, 640, 208, 304), 2);  // the NaFlex-256 target of a 640 x 427 photo
+  EXPECT_EQ(decode_reduction(2048, 4096, 256, 256), 8);
+}
+
 TEST_F(Decode, ErrorsNameTheFile) {
   const auto message = [](auto&& f) {
     try {

@@ -118,6 +118,25 @@ TEST_F(LoaderTest, NaflexBatches) {
   EXPECT_EQ(b->spatial_shapes.sizes(), (std::vector<int64_t>{3, 2}));
 }
 
+// Without a tokenizer (`data bench`) the images are those of the full loader; there are no texts.
+TEST_F(LoaderTest, WithoutTokenizerSameImagesNoTexts) {
+  LoaderConfig c = config();
+  c.locca = false;
+  DataLoader with(c, image(), testing::test_tokenizer(), 0, 1);
+  DataLoader without(c, image(), nullptr, 0, 1);
+  for (int i = 0; i < 3; ++i) {
+    auto a = with.next(), b = without.next();
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->keys, b->keys);
+    EXPECT_TRUE(torch::equal(a->pixel_values, b->pixel_values));
+    EXPECT_TRUE(a->input_ids.defined());
+    EXPECT_FALSE(b->input_ids.defined());
+    EXPECT_FALSE(b->locca);
+  }
+  c.locca = true;
+  EXPECT_THROW(DataLoader(c, image(), nullptr, 0, 1), ConfigError);
+}
+
 TEST_F(LoaderTest, SameSeedSameStreamOtherSeedOtherStream) {
   DataLoader a(config(), image(), testing::test_tokenizer(), 0, 1);
   DataLoader b(config(), image(), testing::test_tokenizer(), 0, 1);
