@@ -41,9 +41,12 @@ AttentionImpl::AttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& keep) {
-  at::Tensor q = split_heads(q_proj(x), heads);
-  at::Tensor k = split_heads(k_proj(x), heads);
-  at::Tensor v = split_heads(v_proj(x), heads);
+  // One matrix product for q, k and v (the HF parameters stay separate): [B, S, 3, H, d].
+  at::Tensor w = at::cat({q_proj->weight, k_proj->weight, v_proj->weight});
+  at::Tensor b = at::cat({q_proj->bias, k_proj->bias, v_proj->bias});
+  const int64_t d = x.size(2) / heads;
+  at::Tensor qkv = at::linear(x, w, b).view({x.size(0), x.size(1), 3, heads, d}).permute({2, 0, 3, 1, 4});
+  at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
   // Default scale is head_dim^-0.5, as in SigLIP.
   at::Tensor o = at::scaled_dot_product_attention(q, k, v, sdpa_key_mask(keep));
   return out_proj(merge_heads(o));
