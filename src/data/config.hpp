@@ -17,6 +17,8 @@ struct ImageConfig {
   bool naflex = false;
   int64_t patch_size = 16;
   int64_t max_num_patches = 256;
+  std::vector<int64_t> naflex_sequence_lengths;  // NaFlex training: one drawn per batch (empty: max_num_patches)
+  int64_t naflex_half_batch_length = 1024;        // batches this long or longer: half size, drawn twice as often
   // Decode large JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the result is still at least
   // as large as the resize target. Faster on photographs much larger than the target; the pixels then
   // differ slightly from the Hugging Face processors', so it is off by default.
@@ -32,9 +34,21 @@ struct ImageConfig {
     v("patch_size", patch_size, "NaFlex: patch side in pixels", greater_than<int64_t>(0));
     v("max_num_patches", max_num_patches, "NaFlex: patches per image at most (sequence length)",
       greater_than<int64_t>(0));
+    v("naflex_sequence_lengths", naflex_sequence_lengths,
+      "NaFlex training: sequence lengths, one drawn per batch (SigLIP 2: [128, 256, 576, 784, 1024]); empty: "
+      "max_num_patches",
+      config::each(greater_than<int64_t>(0)));
+    v("naflex_half_batch_length", naflex_half_batch_length,
+      "NaFlex training: batches at this length or longer have half the batch size and are drawn twice as often "
+      "(the same images per length)",
+      greater_than<int64_t>(0));
     v("fast_decode", fast_decode,
       "decode large JPEGs at 1/2, 1/4 or 1/8 scale when still at least the resize target (faster; not "
       "bit-exact with the Hugging Face processors)");
+  }
+  std::string check() const {
+    if (!naflex_sequence_lengths.empty() && !naflex) return "naflex_sequence_lengths needs naflex: true";
+    return "";
   }
 };
 

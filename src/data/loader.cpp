@@ -25,7 +25,7 @@ namespace siglip2 {
 namespace {
 
 // Tags keep the seeds of different decisions apart.
-constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4;
+constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4, kLengthTag = 5;
 
 // Skipped samples are reported at most once per reason per interval, with the running count.
 class SkipReporter {
@@ -209,7 +209,12 @@ class Worker {
     std::vector<Sample> samples;
     std::vector<LoccaExample> locca;
     std::vector<at::Tensor> views;
-    const auto batch_size = static_cast<size_t>(s_.config.batch_size);
+    auto batch_size = static_cast<size_t>(s_.config.batch_size);
+    int64_t sequence = s_.image.max_num_patches;
+    if (s_.image.naflex && !s_.image.naflex_sequence_lengths.empty()) {
+      sequence = naflex_sequence_length(s_.image, s_.config.seed, state_.batches * s_.config.workers + index_);
+      if (sequence >= s_.image.naflex_half_batch_length) batch_size = std::max<size_t>(1, batch_size / 2);
+    }
     while (samples.size() < batch_size) {
       const uint64_t pull = static_cast<uint64_t>(state_.pulls);
       std::optional<RawSample> raw = pull_mixed(pull);
@@ -229,12 +234,13 @@ class Worker {
       if (s_.config.ssl_views) views.push_back(make_local_views(sample.image, s_.config.ssl, rng));
       samples.push_back(std::move(sample));
     }
+    if (!samples.empty()) ++state_.batches;
     snapshot();
     if (samples.empty()) {
       state_.done = true;
       return std::nullopt;
     }
-    return assemble(samples, locca, views);
+    return assemble(samples, locca, views, sequence);
   }
 
   const LoaderWorkerState& state() const { return state_; }
@@ -253,7 +259,9 @@ class Worker {
     }
     return [image, need](int64_t height, int64_t width) {
       if (!image.naflex) return decode_reduction(height, width, need, need);
-      const auto [h, w] = naflex_target_size(height, width, image.patch_size, image.max_num_patches);
+      int64_t longest = image.max_num_patches;
+      for (int64_t n : image.naflex_sequence_lengths) longest = std::max(longest, n);
+      const auto [h, w] = naflex_target_size(height, width, image.patch_size, longest);
       return decode_reduction(height, width, h, w);
     };
   }
@@ -289,7 +297,7 @@ class Worker {
   }
 
   Batch assemble(const std::vector<Sample>& samples, const std::vector<LoccaExample>& locca,
-                 const std::vector<at::Tensor>& views) const {
+                 const std::vector<at::Tensor>& views, int64_t sequence) const {
     Batch b;
     const auto n = static_cast<int64_t>(samples.size());
     b.labels = torch::empty({n}, torch::kLong);
@@ -302,7 +310,7 @@ class Worker {
     if (s_.image.naflex) {
       std::vector<NaflexImage> images;
       for (const auto& s : samples)
-        images.push_back(preprocess_naflex(s.image, s_.image.patch_size, s_.image.max_num_patches));
+        images.push_back(preprocess_naflex(s.image, s_.image.patch_size, sequence));
       NaflexBatch nb = stack_naflex(images, s_.pin);
       b.pixel_values = nb.pixel_values;
       b.pixel_attention_mask = nb.pixel_attention_mask;
@@ -365,6 +373,21 @@ SkipCounts LoaderState::skipped() const {
   return total;
 }
 
+int64_t naflex_sequence_length(const ImageConfig& image, int64_t seed, int64_t batch) {
+  const auto& lengths = image.naflex_sequence_lengths;
+  if (lengths.empty()) return image.max_num_patches;
+  uint64_t total = 0;
+  for (int64_t n : lengths) total += n >= image.naflex_half_batch_length ? 2 : 1;
+  DataRng rng(mix_seed({static_cast<uint64_t>(seed), kLengthTag, static_cast<uint64_t>(batch)}));
+  uint64_t pick = below(rng, total);
+  for (int64_t n : lengths) {
+    const uint64_t weight = n >= image.naflex_half_batch_length ? 2 : 1;
+    if (pick < weight) return n;
+    pick -= weight;
+  }
+  return lengths.back();
+}
+
 std::string loader_state_to_json(const LoaderState& st) {
   nlohmann::json j;
   j["seed"] = st.seed;
@@ -377,6 +400,7 @@ std::string loader_state_to_json(const LoaderState& st) {
     j["workers"].push_back({{"pulls", w.pulls},
                             {"source_epoch", w.source_epoch},
                             {"source_emitted", w.source_emitted},
+                            {"batches", w.batches},
                             {"skipped", w.skipped},
                             {"done", w.done}});
   }
@@ -397,6 +421,7 @@ LoaderState loader_state_from_json(const std::string& text) {
       ws.pulls = w.at("pulls").get<int64_t>();
       ws.source_epoch = w.at("source_epoch").get<std::vector<int64_t>>();
       ws.source_emitted = w.at("source_emitted").get<std::vector<int64_t>>();
+      ws.batches = w.value("batches", int64_t{0});
       ws.skipped = w.at("skipped").get<SkipCounts>();
       ws.done = w.at("done").get<bool>();
       st.workers.push_back(std::move(ws));

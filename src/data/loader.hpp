@@ -23,7 +23,8 @@ struct LoaderWorkerState {
   std::vector<int64_t> source_epoch;    // per source: the epoch being read
   std::vector<int64_t> source_emitted;  // per source: samples its shuffle buffer gave out in that epoch
   SkipCounts skipped;
-  bool done = false;  // finite epochs: nothing left
+  int64_t batches = 0;  // batches this worker produced (their NaFlex sequence lengths follow from it)
+  bool done = false;    // finite epochs: nothing left
 };
 
 // Everything a resume needs; serialise with loader_state_to_json.
@@ -56,6 +57,12 @@ struct Batch {
 std::vector<std::string> worker_shards(const std::vector<std::string>& shards, int64_t seed, int64_t source,
                                        int64_t epoch, int64_t rank, int64_t world_size, int64_t worker,
                                        int64_t workers);
+
+// NaFlex training with image.naflex_sequence_lengths: the sequence length of the loader's batch number
+// `batch` (counted over all workers, round-robin), the same on every rank so that ranks agree per step.
+// Lengths at or above naflex_half_batch_length weigh double (their batches are half size). Without a
+// list: max_num_patches.
+int64_t naflex_sequence_length(const ImageConfig& image, int64_t seed, int64_t batch);
 
 class DataLoader {
  public:

@@ -90,7 +90,7 @@ class WebDatasetBatches final : public BatchSource {
     lc.locca_targets.length = c.model.decoder.max_length;
     lc.locca_targets.parallel_probability = c.loss.locca.parallel_probability;
     lc.seed = c.train.seed + lc.seed;
-    global_ = c.train.batch_size;
+    world_ = world;
     std::optional<LoaderState> state;
     if (resume.is_object() && resume.contains("loader"))
       state = loader_state_from_json(resume["loader"].get<std::string>());
@@ -101,7 +101,8 @@ class WebDatasetBatches final : public BatchSource {
     std::optional<Batch> b = loader_->next();
     if (!b) throw Error("the training data ran out at step " + std::to_string(step) + " (data.epochs is finite)");
     TrainBatch out;
-    out.global_examples = global_;
+    // NaFlex batches of the longest sequences are half size (image.naflex_half_batch_length), on every rank.
+    out.global_examples = b->pixel_values.size(0) * world_;
     out.images.pixel_values = b->pixel_values;
     out.images.pixel_attention_mask = b->pixel_attention_mask;
     out.images.spatial_shapes = b->spatial_shapes;
@@ -125,7 +126,7 @@ class WebDatasetBatches final : public BatchSource {
   RunConfig config_;
   int rank_;
   Tokenizer tokenizer_;
-  int64_t global_ = 0;
+  int64_t world_ = 1;
   std::unique_ptr<DataLoader> loader_;
 };
 

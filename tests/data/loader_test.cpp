@@ -118,6 +118,45 @@ TEST_F(LoaderTest, NaflexBatches) {
   EXPECT_EQ(b->spatial_shapes.sizes(), (std::vector<int64_t>{3, 2}));
 }
 
+// SigLIP 2's NaFlex stage: a sequence length drawn per batch, the same on every rank; the longest
+// lengths come in half batches, drawn twice as often; resuming keeps the draws.
+TEST_F(LoaderTest, NaflexSequenceLengthPerBatch) {
+  ImageConfig i = image();
+  i.naflex = true;
+  i.patch_size = 4;
+  i.naflex_sequence_lengths = {8, 16, 24};
+  i.naflex_half_batch_length = 24;
+  LoaderConfig c = config();
+  c.batch_size = 4;
+  std::map<int64_t, int> seen;
+  for (int64_t k = 0; k < 4000; ++k) seen[naflex_sequence_length(i, c.seed, k)]++;
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_NEAR(seen[24] / 4000.0, 0.5, 0.03);  // weights 1, 1, 2
+  EXPECT_NEAR(seen[8] / 4000.0, 0.25, 0.03);
+  std::vector<std::pair<int64_t, int64_t>> shapes[2];
+  std::string saved;
+  for (int rank = 0; rank < 2; ++rank) {
+    DataLoader loader(c, i, testing::test_tokenizer(), rank, 2);
+    for (int64_t k = 0; k < 6; ++k) {
+      auto b = loader.next();
+      ASSERT_TRUE(b);
+      const int64_t seq = b->pixel_values.size(1);
+      EXPECT_EQ(seq, naflex_sequence_length(i, c.seed, k)) << "batch " << k;
+      EXPECT_EQ(b->pixel_values.size(0), seq >= 24 ? 2 : 4);
+      shapes[rank].emplace_back(b->pixel_values.size(0), seq);
+      if (rank == 0 && k == 2) saved = loader_state_to_json(loader.state());
+    }
+  }
+  EXPECT_EQ(shapes[0], shapes[1]);  // ranks agree on every step's batch shape
+  const LoaderState state = loader_state_from_json(saved);
+  DataLoader resumed(c, i, testing::test_tokenizer(), 0, 2, &state);
+  for (size_t k = 3; k < 6; ++k) {
+    auto b = resumed.next();
+    ASSERT_TRUE(b);
+    EXPECT_EQ(std::make_pair(b->pixel_values.size(0), b->pixel_values.size(1)), shapes[0][k]) << "batch " << k;
+  }
+}
+
 // Without a tokenizer (`data bench`) the images are those of the full loader; there are no texts.
 TEST_F(LoaderTest, WithoutTokenizerSameImagesNoTexts) {
   LoaderConfig c = config();
