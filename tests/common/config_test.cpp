@@ -133,7 +133,8 @@ TEST_F(ConfigTest, BaseCyclesAndMissingBasesAreErrors) {
 TEST_F(ConfigTest, OverridesApplyInOrderAndAreNamedInErrors) {
   auto f = write("run.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 1\n");
   RunConfig c = config::load<RunConfig>(
-      f, {"optimizer.lr=2e-3", "optimizer.frozen=[x, y]", "optimizer.lr=4e-3", "model.vision.naflex=true"});
+      f, {"optimizer.lr=2e-3", "optimizer.frozen=[x, y]", "optimizer.lr=4e-3", "model.vision.naflex=true",
+          "train.self_distillation=false"});
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 4e-3);
   EXPECT_EQ(c.optimizer.frozen, std::vector<std::string>({"x", "y"}));
   EXPECT_TRUE(c.model.vision.naflex);
