@@ -49,6 +49,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--peak-tflops", args->peak_tflops,
                   "device peak for MFU in TFLOP/s (default: from the GPU's name; none on CPU)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--profile", args->o.profile,
+                  "write a Chrome trace (chrome://tracing, Perfetto) of the timed steps to this file");
   cmd->callback([args] {
     if (args->preset.empty() == args->config.empty()) throw UsageError("bench needs --preset NAME or --config FILE");
     std::stringstream list(args->objectives);

@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <sys/resource.h>
@@ -144,8 +145,11 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
 #if SIGLIP2_CONFIG_CUDA
   if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
 #endif
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
     const bool timed = step >= o.warmup;
+    if (step == o.warmup && !o.profile.empty())
+      profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
     sync();
     const auto t0 = Clock::now();
     optimizer.zero_grad();
@@ -188,6 +192,7 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     r.optimizer_ms += std::chrono::duration<double, std::milli>(t3 - t2).count();
     r.step_ms += ms_since(t0);
   }
+  profile.reset();  // writes the trace
   const double n = static_cast<double>(o.steps);
   r.forward_ms /= n;
   r.backward_ms /= n;

@@ -17,6 +17,7 @@ struct BenchOptions {
   bool locca = false;
   bool self_distillation = false;
   double peak_flops = 0;  // 0: from the device name (H100/H200 989.4e12, A100 312e12), unknown: no MFU
+  std::string profile;    // a Chrome trace of the timed steps (LibTorch's autograd profiler), or ""
 };
 
 struct BenchResult {
