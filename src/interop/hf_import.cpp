@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -35,13 +36,20 @@ const json& section(const json& j, const char* key, const std::string& origin) {
   return *it;
 }
 
+// An integer, or a float with an integral value in int64's range (1e300 would overflow the cast).
+int64_t to_int(const json& v, const std::string& what) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) return static_cast<int64_t>(d);
+  }
+  throw Error(what + " must be an integer, got " + v.dump());
+}
+
 int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& where) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (it->is_number_integer()) return it->get<int64_t>();
-  if (it->is_number_float() && it->get<double>() == static_cast<double>(static_cast<int64_t>(it->get<double>())))
-    return static_cast<int64_t>(it->get<double>());
-  throw Error(where + "." + key + " must be an integer, got " + it->dump());
+  return to_int(*it, where + "." + key);
 }
 
 double get_double(const json& j, const char* key, double fallback, const std::string& where) {
@@ -93,7 +101,7 @@ VisionConfig vision_from_hf(const json& v, bool naflex, const std::string& where
     if (it != v.end() && it->is_array()) {
       if (it->size() != 2 || (*it)[0] != (*it)[1])
         throw Error(where + ".image_size is " + it->dump() + "; only square fixed-resolution models are supported");
-      c.image_size = (*it)[0].get<int64_t>();
+      c.image_size = to_int((*it)[0], where + ".image_size[0]");
     } else {
       c.image_size = get_int(v, "image_size", 224, where);
     }
@@ -263,7 +271,10 @@ ModelConfig model_config_from_hf_json(const std::string& json_text, const std::s
     throw Error(origin + " is not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw Error(origin + " must hold a JSON object");
-  const std::string type = j.value("model_type", std::string());
+  auto type_it = j.find("model_type");
+  const std::string type = type_it == j.end()     ? ""
+                           : type_it->is_string() ? type_it->get<std::string>()
+                                                  : type_it->dump();
   if (type == "siglip_vision_model" || type == "siglip2_vision_model")
     throw Error(origin + " describes a vision-only model (" + type +
                 "); siglip2-cpp models have both towers, so import a SiglipModel or Siglip2Model checkpoint");
