@@ -85,6 +85,21 @@ check "training steps on CUDA, every objective, bf16" \
 check "NaFlex training steps on CUDA, bf16" \
   "$BIN" bench --preset b16_naflex --batch 32 --steps 3 --device cuda --precision bf16 --objectives sigmoid,locca
 
+# The trainer on CUDA (bf16 autocast): every objective, self-distillation from step 6, checkpoints, then a
+# resume that continues to step 12.
+cat >"$work/train.yaml" <<EOF
+base: $PWD/configs/models/tiny.yaml
+model: {decoder: {max_length: 12}}
+loss: {self_distillation: {prototypes: 64, head_hidden: 32, head_bottleneck: 16}}
+schedule: {warmup_steps: 2}
+train: {data: synthetic, out_dir: $work/run, batch_size: 16, total_steps: 10, log_every: 2, checkpoint_every: 5,
+        self_distillation_start: 0.5, phase_checkpoints: [0.5], device: cuda}
+EOF
+check "siglip2 train on CUDA, every objective, bf16" "$BIN" train "$work/train.yaml"
+check "siglip2 train on CUDA resumes to step 12" "$BIN" train "$work/train.yaml" --set train.total_steps=12
+check "CUDA run's checkpoint exports" "$BIN" export "$work/run/$(cat "$work/run/latest" 2>/dev/null)" --format hf \
+  --out "$work/run-hf"
+
 # 3. B/16 at 256 px, bf16: ours against the PyTorch reference, alternating.
 say ""
 say "B/16 @ 256 px, bf16 autocast, batch $BATCH, $STEPS timed steps, sigmoid loss, $ROUNDS rounds each:"

@@ -15,14 +15,35 @@
 
 namespace siglip2 {
 
+namespace {
+
+at::Tensor moved(const at::Tensor& t, const c10::Device& device) {
+  return t.defined() ? t.to(device, /*non_blocking=*/t.is_pinned()) : t;
+}
+
+}  // namespace
+
+TrainBatch to_device(TrainBatch b, const c10::Device& device) {
+  if (device.is_cpu()) return b;
+  b.images.pixel_values = moved(b.images.pixel_values, device);
+  b.images.pixel_attention_mask = moved(b.images.pixel_attention_mask, device);
+  b.images.spatial_shapes = moved(b.images.spatial_shapes, device);
+  b.input_ids = moved(b.input_ids, device);
+  for (auto& t : b.locca) t = {moved(t.targets, device), moved(t.loss_mask, device), moved(t.parallel, device)};
+  b.ssl_locals = moved(b.ssl_locals, device);
+  b.ssl_mask = moved(b.ssl_mask, device);
+  return b;
+}
+
 SyntheticBatches::SyntheticBatches(const RunConfig& config, int rank, int world)
     : config_(config), rank_(rank), world_(world) {
   if (config.train.batch_size % world != 0)
     throw ConfigError("train.batch_size " + std::to_string(config.train.batch_size) +
                       " is not divisible by the world size " + std::to_string(world));
   if (config.model.vision.naflex && config.train.self_distillation)
-    throw ConfigError("train.self_distillation: the self-distillation losses need a fixed-resolution tower (NaFlex "
-                      "runs are trained without them, as in SigLIP 2)");
+    throw ConfigError(
+        "train.self_distillation: the self-distillation losses need a fixed-resolution tower (NaFlex "
+        "runs are trained without them, as in SigLIP 2)");
 }
 
 TrainBatch SyntheticBatches::next(int64_t step) {

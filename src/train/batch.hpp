@@ -21,6 +21,9 @@ struct TrainBatch {
   int64_t global_examples = 0;
 };
 
+// The batch on `device` (a no-op on the CPU); copies from pinned memory do not block the host.
+TrainBatch to_device(TrainBatch batch, const c10::Device& device);
+
 class BatchSource {
  public:
   virtual ~BatchSource() = default;

@@ -1,8 +1,7 @@
 #include "train/bench.hpp"
 
-#include <ATen/autocast_mode.h>
-#include <torch/cuda.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <sys/resource.h>
@@ -17,6 +16,7 @@
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
 #include "siglip2/build_config.hpp"
+#include "train/autocast.hpp"
 #include "train/batch.hpp"
 #include "train/optimizer.hpp"
 #if SIGLIP2_CONFIG_CUDA
@@ -31,35 +31,6 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-// bf16 autocast for the towers and heads, as torch.autocast does; the losses run outside it in fp32.
-class AutocastScope {
- public:
-  AutocastScope(bool enabled, c10::DeviceType device) : enabled_(enabled), device_(device) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
-    at::autocast::set_autocast_enabled(device_, true);
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(device_, false);
-    at::autocast::clear_cache();
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool enabled_;
-  c10::DeviceType device_;
-};
-
-DecoderTask task_to(const DecoderTask& t, const c10::Device& d) {
-  return {t.targets.to(d), t.loss_mask.to(d), t.parallel.defined() ? t.parallel.to(d) : t.parallel};
-}
-
-at::Tensor maybe_to(const at::Tensor& t, const c10::Device& d) {
-  return t.defined() ? t.to(d) : t;
 }
 
 double cpu_peak_rss_mib() {
@@ -131,13 +102,7 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
 
   // One batch, drawn once and reused, so the timing holds no data generation.
   TrainBatch batch = SyntheticBatches(cfg, 0, 1).next(0);
-  batch.images.pixel_values = batch.images.pixel_values.to(device);
-  batch.images.pixel_attention_mask = maybe_to(batch.images.pixel_attention_mask, device);
-  batch.images.spatial_shapes = maybe_to(batch.images.spatial_shapes, device);
-  batch.input_ids = batch.input_ids.to(device);
-  for (auto& t : batch.locca) t = task_to(t, device);
-  batch.ssl_locals = maybe_to(batch.ssl_locals, device);
-  batch.ssl_mask = maybe_to(batch.ssl_mask, device);
+  batch = to_device(std::move(batch), device);
 
   auto sync = [&] {
     if (cuda) torch::cuda::synchronize();
@@ -185,7 +150,8 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     if (teacher) teacher->update(*towers->vision_model, *heads, cfg.loss.self_distillation.ema_momentum);
     sync();
     const auto t3 = Clock::now();
-    if (!std::isfinite(loss.item<double>())) throw Error("bench: the loss is not finite at step " + std::to_string(step));
+    if (!std::isfinite(loss.item<double>()))
+      throw Error("bench: the loss is not finite at step " + std::to_string(step));
     if (!timed) continue;
     r.forward_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
     r.backward_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
@@ -203,10 +169,9 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
 #if SIGLIP2_CONFIG_CUDA
   if (cuda) {
     auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    r.peak_mem_mib =
-        static_cast<double>(
-            stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
-        (1024.0 * 1024.0);
+    r.peak_mem_mib = static_cast<double>(
+                         stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
+                     (1024.0 * 1024.0);
   }
 #endif
   return r;

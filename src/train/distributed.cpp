@@ -151,6 +151,7 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const DistEnv& env, const std
     } else if (backend == "nccl") {
 #if SIGLIP2_CONFIG_NCCL
       pg->backend_ = make_nccl_backend(pg->store_, env.rank, env.world_size, env.local_rank, timeout);
+      pg->device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
 #else
       throw ConfigError("this build has no NCCL backend (configure on a machine with the CUDA toolkit and nccl.h)");
 #endif
@@ -176,36 +177,42 @@ ProcessGroup::~ProcessGroup() {
   }
 }
 
+at::Tensor ProcessGroup::staged(const at::Tensor& t) const {
+  return backend_name_ == "nccl" && t.device() != device_ ? t.to(device_) : t;
+}
+
 void ProcessGroup::all_reduce_sum(at::Tensor& t) {
-  std::vector<at::Tensor> v{t};
+  std::vector<at::Tensor> v{staged(t)};
   wait(*backend_->allreduce(v), "all_reduce");
+  if (!v[0].is_same(t)) t.copy_(v[0]);
 }
 
 void ProcessGroup::broadcast(at::Tensor& t, int root) {
-  std::vector<at::Tensor> v{t};
+  std::vector<at::Tensor> v{staged(t)};
   c10d::BroadcastOptions o;
   o.rootRank = root;
   wait(*backend_->broadcast(v, o), "broadcast");
+  if (!v[0].is_same(t)) t.copy_(v[0]);
 }
 
 at::Tensor ProcessGroup::all_gather(const at::Tensor& t) {
-  at::Tensor in = t.contiguous();
+  at::Tensor in = staged(t).contiguous();
   std::vector<int64_t> sizes = in.sizes().vec();
   TORCH_CHECK(!sizes.empty(), "all_gather needs at least one dimension");
   sizes[0] *= world_size_;
   at::Tensor out = at::empty(sizes, in.options());
   wait(*backend_->_allgather_base(out, in), "all_gather");
-  return out;
+  return out.to(t.device());
 }
 
 at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& t) {
-  at::Tensor in = t.contiguous();
+  at::Tensor in = staged(t).contiguous();
   std::vector<int64_t> sizes = in.sizes().vec();
   TORCH_CHECK(!sizes.empty() && sizes[0] % world_size_ == 0, "reduce_scatter needs dim 0 divisible by world size");
   sizes[0] /= world_size_;
   at::Tensor out = at::empty(sizes, in.options());
   wait(*backend_->_reduce_scatter_base(out, in), "reduce_scatter");
-  return out;
+  return out.to(t.device());
 }
 
 at::Tensor ProcessGroup::ring_exchange(const at::Tensor& out) {
@@ -218,7 +225,7 @@ at::Tensor ProcessGroup::ring_exchange_back(const at::Tensor& out) {
 
 at::Tensor ProcessGroup::exchange(const at::Tensor& out, int to, int from) {
   if (world_size_ == 1) return out.clone();
-  std::vector<at::Tensor> send{out.contiguous()};
+  std::vector<at::Tensor> send{staged(out).contiguous()};
   std::vector<at::Tensor> recv{at::empty_like(send[0])};
   if (backend_name_ == "nccl") {
     // NCCL needs the pair grouped, or every rank blocks in send.
@@ -232,7 +239,7 @@ at::Tensor ProcessGroup::exchange(const at::Tensor& out, int to, int from) {
     wait(*ws, "send");
     wait(*wr, "recv");
   }
-  return recv[0];
+  return recv[0].to(out.device());
 }
 
 void ProcessGroup::barrier() {

@@ -52,7 +52,8 @@ class ProcessGroup final : public Collectives {
   const c10::intrusive_ptr<c10d::Backend>& backend_ptr() const { return backend_; }
   c10d::Store& store() { return *store_; }
 
-  // Blocking collectives (see Collectives); tensors must live on the backend's device.
+  // Blocking collectives (see Collectives). With NCCL, host tensors (counters, flags, loader states)
+  // travel through a copy on this rank's GPU and come back to the host.
   void all_reduce_sum(at::Tensor& t) override;
   void broadcast(at::Tensor& t, int root);
   at::Tensor all_gather(const at::Tensor& t) override;
@@ -68,7 +69,10 @@ class ProcessGroup final : public Collectives {
  private:
   ProcessGroup() = default;
   at::Tensor exchange(const at::Tensor& out, int to, int from);
+  // The tensor on the backend's device: itself, or (NCCL, host tensor) a copy on the GPU.
+  at::Tensor staged(const at::Tensor& t) const;
   int rank_ = 0;
+  c10::Device device_{c10::kCPU};  // NCCL: this rank's GPU
   int world_size_ = 1;
   std::chrono::milliseconds timeout_{0};
   std::string backend_name_;

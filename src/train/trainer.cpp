@@ -1,6 +1,7 @@
 #include "train/trainer.hpp"
 
 #include <fmt/format.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
 #include "siglip2/build_config.hpp"
+#include "train/autocast.hpp"
 #include "train/batch.hpp"
 #include "train/checkpoint.hpp"
 #include "train/distributed.hpp"
@@ -113,8 +115,9 @@ class Trainer {
 
   int run() {
     env_ = dist_env_from_environment();
+    choose_device();
     if (env_.world_size > 1) {
-      std::string backend = cfg_.dist.backend == "auto" ? "gloo" : cfg_.dist.backend;
+      std::string backend = cfg_.dist.backend == "auto" ? (device_.is_cuda() ? "nccl" : "gloo") : cfg_.dist.backend;
       pg_ = ProcessGroup::create(env_, backend, std::chrono::seconds(cfg_.dist.timeout_s));
     }
     build_model();
@@ -187,6 +190,22 @@ class Trainer {
   Collectives* comm() { return pg_.get(); }
   bool rank0() const { return env_.rank == 0; }
 
+  // train.device auto: this rank's GPU (LOCAL_RANK) when CUDA is available, else the CPU;
+  // train.precision auto: bf16 autocast on CUDA, fp32 on the CPU.
+  void choose_device() {
+    const bool cuda_ok = torch::cuda::is_available();
+    if (cfg_.train.device == "cuda" && !cuda_ok)
+      throw ConfigError("train.device: cuda, but this process sees no GPU (or the build has no CUDA)");
+    const bool cuda = cfg_.train.device == "cuda" || (cfg_.train.device == "auto" && cuda_ok);
+    if (cuda && env_.local_rank >= static_cast<int>(torch::cuda::device_count()))
+      throw ConfigError(
+          fmt::format("local rank {} has no GPU: {} visible", env_.local_rank, torch::cuda::device_count()));
+    device_ = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank)) : c10::Device(c10::kCPU);
+    bf16_ = cfg_.train.precision == "bf16" || (cfg_.train.precision == "auto" && cuda);
+    if (cuda || bf16_)
+      log_info(fmt::format("device {}, {}", device_.str(), bf16_ ? "bf16 autocast, fp32 weights" : "fp32"));
+  }
+
   void build_model() {
     torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed));
     m_.towers = Siglip2Model(cfg_.model);
@@ -202,7 +221,11 @@ class Trainer {
       load_named(towers, std::map<std::string, at::Tensor>(opts_.init_tensors.begin(), opts_.init_tensors.end()),
                  "train.init_from " + opts_.init_source);
     }
-    if (cfg_.train.locca) m_.decoder = TextDecoder(cfg_.model);
+    m_.towers->to(device_);
+    if (cfg_.train.locca) {
+      m_.decoder = TextDecoder(cfg_.model);
+      m_.decoder->to(device_);
+    }
     optimizer_ = std::make_unique<AdamOptimizer>(cfg_.optimizer, m_.parameters());
     broadcast_parameters();
   }
@@ -217,9 +240,14 @@ class Trainer {
     // New heads and mask token, seeded by the phase so every rank and every rerun draws the same.
     torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed) + 80);
     m_.ssl_heads = SelfDistillationHeads(cfg_.model.vision, cfg_.loss.self_distillation);
+    m_.ssl_heads->to(device_);
     m_.ssl = std::make_unique<SelfDistillation>(cfg_.loss.self_distillation);
+    m_.ssl->center_global = m_.ssl->center_global.to(device_);
+    m_.ssl->center_patch = m_.ssl->center_patch.to(device_);
     m_.teacher =
         std::make_unique<EmaTeacher>(*m_.towers->vision_model, *m_.ssl_heads, cfg_.model, cfg_.loss.self_distillation);
+    m_.teacher->vision->to(device_);
+    m_.teacher->heads->to(device_);
     TensorList heads;
     for (const auto& p : m_.ssl_heads->named_parameters()) heads.emplace_back("ssl." + p.key(), p.value());
     optimizer_->add_parameters(heads);
@@ -244,28 +272,38 @@ class Trainer {
   StepResult train_step(int64_t step) {
     StepResult r;
     auto t_wait = std::chrono::steady_clock::now();
-    TrainBatch batch = source_->next(step);
+    TrainBatch batch = to_device(source_->next(step), device_);
     r.data_wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_wait).count();
     r.examples = batch.global_examples;
     optimizer_->zero_grad();
-    VisionOutput img = m_.towers->encode_image(batch.images);
-    TextOutput txt = m_.towers->encode_text(batch.input_ids);
-    at::Tensor loss = sigmoid_loss(l2_normalize(img.pooler_output), l2_normalize(txt.pooler_output),
+    at::Tensor image_embeds, text_embeds, locca;
+    SelfDistillationLosses s;
+    {
+      AutocastScope autocast(bf16_, device_.type());
+      VisionOutput img = m_.towers->encode_image(batch.images);
+      TextOutput txt = m_.towers->encode_text(batch.input_ids);
+      image_embeds = img.pooler_output;
+      text_embeds = txt.pooler_output;
+      if (m_.decoder)
+        locca = locca_loss(*m_.decoder, img.last_hidden_state, {}, batch.locca, cfg_.tokenizer.pad_id, cfg_.loss.locca,
+                           comm());
+      if (state_.self_distillation) {
+        int64_t since = step - progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
+        s = m_.ssl->forward(*m_.towers->vision_model, *m_.ssl_heads, *m_.teacher, batch.images.pixel_values,
+                            batch.ssl_locals, batch.ssl_mask, since, comm());
+      }
+    }
+    at::Tensor loss = sigmoid_loss(l2_normalize(image_embeds.to(at::kFloat)), l2_normalize(text_embeds.to(at::kFloat)),
                                    m_.towers->logit_scale, m_.towers->logit_bias, comm(), cfg_.loss.sigmoid);
     r.sigmoid = loss.item<double>();
-    if (m_.decoder) {
-      at::Tensor l = locca_loss(*m_.decoder, img.last_hidden_state, {}, batch.locca, cfg_.tokenizer.pad_id,
-                                cfg_.loss.locca, comm());
-      r.locca = l.item<double>();
-      loss = loss + l;
+    if (locca.defined()) {
+      r.locca = locca.item<double>();
+      loss = loss + locca.to(at::kFloat);
     }
-    if (state_.self_distillation) {
-      int64_t since = step - progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
-      auto s = m_.ssl->forward(*m_.towers->vision_model, *m_.ssl_heads, *m_.teacher, batch.images.pixel_values,
-                               batch.ssl_locals, batch.ssl_mask, since, comm());
+    if (s.total.defined()) {
       r.ssl_gl = s.global_local.item<double>();
       r.ssl_mask = s.masked.item<double>();
-      loss = loss + s.total;
+      loss = loss + s.total.to(at::kFloat);
     }
     if (step == opts_.inject_nan_at_step) {
       opts_.inject_nan_at_step = -1;  // once
@@ -407,12 +445,12 @@ class Trainer {
           scalars.emplace_back(std::string("eval/retrieval_i2t_") + ks[k], z.retrieval.image_to_text[k]);
           scalars.emplace_back(std::string("eval/retrieval_t2i_") + ks[k], z.retrieval.text_to_image[k]);
         }
-        log_info(fmt::format("step {}: retrieval on {} pairs: image->text R@1/5/10 {:.1f}/{:.1f}/{:.1f}%, "
-                             "text->image {:.1f}/{:.1f}/{:.1f}%",
-                             state_.step, z.retrieval.pairs, 100 * z.retrieval.image_to_text[0],
-                             100 * z.retrieval.image_to_text[1], 100 * z.retrieval.image_to_text[2],
-                             100 * z.retrieval.text_to_image[0], 100 * z.retrieval.text_to_image[1],
-                             100 * z.retrieval.text_to_image[2]));
+        log_info(fmt::format(
+            "step {}: retrieval on {} pairs: image->text R@1/5/10 {:.1f}/{:.1f}/{:.1f}%, "
+            "text->image {:.1f}/{:.1f}/{:.1f}%",
+            state_.step, z.retrieval.pairs, 100 * z.retrieval.image_to_text[0], 100 * z.retrieval.image_to_text[1],
+            100 * z.retrieval.image_to_text[2], 100 * z.retrieval.text_to_image[0], 100 * z.retrieval.text_to_image[1],
+            100 * z.retrieval.text_to_image[2]));
       }
       if (tensorboard_) tensorboard_->scalars(state_.step, scalars);
       fs::create_directories(cfg_.train.out_dir);
@@ -463,7 +501,8 @@ class Trainer {
     double per_step = done > 0 ? secs / done : 0;
     int64_t eta = static_cast<int64_t>(per_step * (total - state_.step));
     const double pairs = per_step > 0 ? cfg_.train.batch_size / per_step : 0.0;
-    std::fprintf(stderr, "\r%lld/%lld %5.1f%% ETA %lld:%02lld:%02lld | %.1f pairs/s %.2f TFLOP/s | loss %.4f | lr %.3g   ",
+    std::fprintf(stderr,
+                 "\r%lld/%lld %5.1f%% ETA %lld:%02lld:%02lld | %.1f pairs/s %.2f TFLOP/s | loss %.4f | lr %.3g   ",
                  static_cast<long long>(state_.step), static_cast<long long>(total), 100.0 * state_.step / total,
                  static_cast<long long>(eta / 3600), static_cast<long long>(eta / 60 % 60),
                  static_cast<long long>(eta % 60), pairs, pairs * train_flop_per_pair_ / 1e12, r.loss, r.lr);
@@ -475,12 +514,12 @@ class Trainer {
     if (!rank0()) return;
     const int64_t total = cfg_.train.total_steps;
     if (!tty_)
-      log_info(fmt::format(
-          "step {}/{} ({:.1f}%) loss {:.4f} sigmoid {:.4f} locca {:.4f} ssl {:.4f}/{:.4f} lr {:.3g} "
-          "grad {:.3f} t {:.2f} b {:.2f} | {:.1f} pairs/s, {:.3f} TFLOP/s",
-          state_.step, total, 100.0 * state_.step / total, r.loss, r.sigmoid, r.locca, r.ssl_gl, r.ssl_mask, r.lr,
-          r.grad_norm, m_.towers->logit_scale.exp().item<double>(), m_.towers->logit_bias.item<double>(), pairs_per_s,
-          pairs_per_s * train_flop_per_pair_ / 1e12));
+      log_info(
+          fmt::format("step {}/{} ({:.1f}%) loss {:.4f} sigmoid {:.4f} locca {:.4f} ssl {:.4f}/{:.4f} lr {:.3g} "
+                      "grad {:.3f} t {:.2f} b {:.2f} | {:.1f} pairs/s, {:.3f} TFLOP/s",
+                      state_.step, total, 100.0 * state_.step / total, r.loss, r.sigmoid, r.locca, r.ssl_gl, r.ssl_mask,
+                      r.lr, r.grad_norm, m_.towers->logit_scale.exp().item<double>(),
+                      m_.towers->logit_bias.item<double>(), pairs_per_s, pairs_per_s * train_flop_per_pair_ / 1e12));
     nlohmann::json j = {{"step", state_.step},
                         {"loss", r.loss},
                         {"sigmoid", r.sigmoid},
@@ -517,6 +556,8 @@ class Trainer {
   std::unique_ptr<BatchSource> source_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
   bool tty_ = false;
+  c10::Device device_{c10::kCPU};
+  bool bf16_ = false;
   // Two-tower training FLOPs per pair (3 x forward), for the achieved TFLOP/s in logs and metrics.
   double train_flop_per_pair_ = 0;
   TrainerState state_;
