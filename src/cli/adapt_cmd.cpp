@@ -2,8 +2,8 @@
 // points of the SigLIP 2 recipe (spec: recipe.md §5). Reads a training checkpoint, resizes the image
 // tower's position (and, for a new patch size, patch) embedding, and writes a new run directory whose
 // latest checkpoint continues at the same step: `siglip2 train` with the branch's config resumes it.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <map>
@@ -71,7 +71,8 @@ void add_adapt_command(CLI::App& app) {
     const fs::path config_path = fs::path(source) / "config.yaml";
     RunConfig cfg = config::load<RunConfig>(config_path.string());
     if (fs::exists(args->out) && !fs::is_empty(args->out)) {
-      if (!args->overwrite) throw UsageError("--out " + args->out + " exists and is not empty (--overwrite replaces it)");
+      if (!args->overwrite)
+        throw UsageError("--out " + args->out + " exists and is not empty (--overwrite replaces it)");
       fs::remove_all(args->out);
     }
 
@@ -81,9 +82,10 @@ void add_adapt_command(CLI::App& app) {
       to.naflex = true;
       to.num_patches = args->num_patches;
       if (ck.state.self_distillation)
-        log_warn(fmt::format("{} is from the self-distillation phase; SigLIP 2 branches NaFlex from a run without it. "
-                             "The teacher and heads are dropped.",
-                             source));
+        log_warn(
+            fmt::format("{} is from the self-distillation phase; SigLIP 2 branches NaFlex from a run without it. "
+                        "The teacher and heads are dropped.",
+                        source));
     } else if (args->image_size) {
       to.image_size = args->image_size;
     }

@@ -1,8 +1,8 @@
 // `siglip2 bench`: training-step throughput on synthetic tensors (no data loading), time per phase,
 // peak memory and MFU; the last line is `RESULT {json}` for bench/compare.sh.
 #include <ATen/Parallel.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <iostream>
@@ -79,8 +79,8 @@ void add_bench_command(CLI::App& app) {
     BenchResult r = run_training_benchmark(cfg, args->o);
     const int threads = at::get_num_threads();
     std::cout << fmt::format("model {} ({}), batch {}, {} timed steps after {} warm-up, {} {}, {} CPU thread(s)\n",
-                             name, cfg.model.name, r.batch, r.steps, args->o.warmup, r.device_name,
-                             args->o.precision, threads);
+                             name, cfg.model.name, r.batch, r.steps, args->o.warmup, r.device_name, args->o.precision,
+                             threads);
     std::cout << fmt::format("objectives: sigmoid{}{}\n", args->o.locca ? " + locca" : "",
                              args->o.self_distillation ? " + self-distillation" : "");
     std::cout << fmt::format("  pairs/s        {:10.2f}\n", r.pairs_per_s);

@@ -26,7 +26,9 @@ void add_eval_command(CLI::App& app) {
     std::vector<std::string> overrides;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("eval", "zero-shot classification accuracy and image-text retrieval recall of a model on a config's eval: section");
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "zero-shot classification accuracy and image-text retrieval recall of a model on a config's eval: section");
   cmd->add_option("--model", args->model, "checkpoint, model directory or Hugging Face directory")->required();
   cmd->add_option("config", args->config, "run config with an eval: section")->required();
   cmd->add_option("--set", args->overrides, "override a key: --set eval.shards=... (repeatable)")
@@ -44,10 +46,11 @@ void add_eval_command(CLI::App& app) {
                           {"top1", z.top1},       {"top5", z.top5},     {"chance_top1", 1.0 / z.classes}};
     if (z.retrieval.pairs > 0) {
       const auto& rr = z.retrieval;
-      out["retrieval"] = {{"pairs", rr.pairs},
-                          {"distinct_texts", rr.texts},
-                          {"image_to_text", {{"r1", rr.image_to_text[0]}, {"r5", rr.image_to_text[1]}, {"r10", rr.image_to_text[2]}}},
-                          {"text_to_image", {{"r1", rr.text_to_image[0]}, {"r5", rr.text_to_image[1]}, {"r10", rr.text_to_image[2]}}}};
+      out["retrieval"] = {
+          {"pairs", rr.pairs},
+          {"distinct_texts", rr.texts},
+          {"image_to_text", {{"r1", rr.image_to_text[0]}, {"r5", rr.image_to_text[1]}, {"r10", rr.image_to_text[2]}}},
+          {"text_to_image", {{"r1", rr.text_to_image[0]}, {"r5", rr.text_to_image[1]}, {"r10", rr.text_to_image[2]}}}};
     }
     std::cout << out.dump() << "\n";
 #else

@@ -309,8 +309,7 @@ class Worker {
     }
     if (s_.image.naflex) {
       std::vector<NaflexImage> images;
-      for (const auto& s : samples)
-        images.push_back(preprocess_naflex(s.image, s_.image.patch_size, sequence));
+      for (const auto& s : samples) images.push_back(preprocess_naflex(s.image, s_.image.patch_size, sequence));
       NaflexBatch nb = stack_naflex(images, s_.pin);
       b.pixel_values = nb.pixel_values;
       b.pixel_attention_mask = nb.pixel_attention_mask;

@@ -28,19 +28,16 @@ at::Tensor resize_position_grid(const at::Tensor& positions, int64_t rows, int64
   const int64_t side = square_side(positions.size(0), "position embedding"), d = positions.size(1);
   if (rows == side && cols == side) return positions.clone();
   at::Tensor grid = positions.to(at::kDouble).reshape({side, side, d}).permute({2, 0, 1}).unsqueeze(0);
-  at::Tensor r = F::interpolate(grid, F::InterpolateFuncOptions()
-                                          .size(std::vector<int64_t>{rows, cols})
-                                          .mode(torch::kBilinear)
-                                          .align_corners(true));
+  at::Tensor r = F::interpolate(
+      grid,
+      F::InterpolateFuncOptions().size(std::vector<int64_t>{rows, cols}).mode(torch::kBilinear).align_corners(true));
   return r.reshape({d, rows * cols}).transpose(0, 1).contiguous().to(positions.scalar_type());
 }
 
 at::Tensor bilinear_resize_matrix(int64_t p, int64_t n) {
   at::Tensor basis = at::eye(p * p, at::kDouble).reshape({p * p, 1, p, p});
-  at::Tensor resized = F::interpolate(basis, F::InterpolateFuncOptions()
-                                                 .size(std::vector<int64_t>{n, n})
-                                                 .mode(torch::kBilinear)
-                                                 .align_corners(false));
+  at::Tensor resized = F::interpolate(
+      basis, F::InterpolateFuncOptions().size(std::vector<int64_t>{n, n}).mode(torch::kBilinear).align_corners(false));
   return resized.reshape({p * p, n * n}).transpose(0, 1).contiguous();
 }
 
@@ -49,10 +46,10 @@ at::Tensor pi_resize_patch_embedding(const at::Tensor& weight, int64_t new_patch
               weight.sizes());
   const int64_t p = weight.size(2), d = weight.size(0), c = weight.size(1);
   if (p == new_patch) return weight.clone();
-  at::Tensor b = bilinear_resize_matrix(p, new_patch);                   // [n², p²]
-  at::Tensor solve = at::linalg_pinv(b.transpose(0, 1));                 // [n², p²]
-  at::Tensor old = weight.to(at::kDouble).reshape({d * c, p * p});       // rows: one kernel slice each
-  at::Tensor out = at::matmul(old, solve.transpose(0, 1));               // [D*C, n²]
+  at::Tensor b = bilinear_resize_matrix(p, new_patch);              // [n², p²]
+  at::Tensor solve = at::linalg_pinv(b.transpose(0, 1));            // [n², p²]
+  at::Tensor old = weight.to(at::kDouble).reshape({d * c, p * p});  // rows: one kernel slice each
+  at::Tensor out = at::matmul(old, solve.transpose(0, 1));          // [D*C, n²]
   return out.reshape({d, c, new_patch, new_patch}).to(weight.scalar_type());
 }
 

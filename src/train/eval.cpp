@@ -43,7 +43,7 @@ RetrievalResult retrieval_recall(const at::Tensor& images, const at::Tensor& tex
     at::Tensor m = way == 0 ? match : match.t();
     const int64_t candidates = s.size(1);
     at::Tensor order = std::get<1>(s.topk(std::min<int64_t>(10, candidates), 1));  // best first
-    at::Tensor hit = m.gather(1, order);  // is the candidate a match
+    at::Tensor hit = m.gather(1, order);                                           // is the candidate a match
     for (int j = 0; j < 3; ++j) {
       int64_t k = std::min<int64_t>(ks[j], candidates);
       double recall = hit.narrow(1, 0, k).any(1).to(at::kDouble).mean().item<double>();

@@ -38,7 +38,7 @@ struct EvalConfig {
 
 struct RetrievalResult {
   int64_t pairs = 0;
-  int64_t texts = 0;  // distinct captions among them
+  int64_t texts = 0;                    // distinct captions among them
   double image_to_text[3] = {0, 0, 0};  // recall at 1, 5, 10
   double text_to_image[3] = {0, 0, 0};
 };

@@ -113,8 +113,8 @@ OptimizerStepStats AdamOptimizer::step(double multiplier) {
       at::_foreach_mul_(p, 1.0 - wd * multiplier);
       wd = 0;
     }
-    at::_fused_adamw_(p, g, m, v, {}, t, lr, config_.beta1, config_.beta2, wd == 0 ? 0.0 : wd / config_.lr,
-                      config_.eps, /*amsgrad=*/false, /*maximize=*/false);
+    at::_fused_adamw_(p, g, m, v, {}, t, lr, config_.beta1, config_.beta2, wd == 0 ? 0.0 : wd / config_.lr, config_.eps,
+                      /*amsgrad=*/false, /*maximize=*/false);
   }
   return stats;
 }

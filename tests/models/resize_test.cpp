@@ -18,17 +18,13 @@ namespace F = torch::nn::functional;
 at::Tensor smooth_patches(int64_t count, int64_t channels, int64_t p, uint64_t seed) {
   torch::manual_seed(seed);
   at::Tensor coarse = at::randn({count, channels, 3, 3}, at::kDouble);
-  return F::interpolate(coarse, F::InterpolateFuncOptions()
-                                    .size(std::vector<int64_t>{p, p})
-                                    .mode(torch::kBicubic)
-                                    .align_corners(false));
+  return F::interpolate(
+      coarse, F::InterpolateFuncOptions().size(std::vector<int64_t>{p, p}).mode(torch::kBicubic).align_corners(false));
 }
 
 at::Tensor resize_patches(const at::Tensor& x, int64_t n) {
-  return F::interpolate(x, F::InterpolateFuncOptions()
-                               .size(std::vector<int64_t>{n, n})
-                               .mode(torch::kBilinear)
-                               .align_corners(false));
+  return F::interpolate(
+      x, F::InterpolateFuncOptions().size(std::vector<int64_t>{n, n}).mode(torch::kBilinear).align_corners(false));
 }
 
 // ⟨x, w⟩ for every patch and output unit: [count, D].
