@@ -49,6 +49,15 @@ double device_peak_flops(const std::string& name) {
   return 0;
 }
 
+std::string cuda_device_name(int index) {
+#if SIGLIP2_CONFIG_CUDA
+  return at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(index))->name;
+#else
+  (void)index;
+  return "cpu";
+#endif
+}
+
 BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o) {
   RunConfig cfg = base;
   cfg.train.batch_size = o.batch;

@@ -25,14 +25,17 @@ struct BenchResult {
   int64_t batch = 0, steps = 0;
   double step_ms = 0, forward_ms = 0, backward_ms = 0, optimizer_ms = 0, comm_ms = 0;
   double pairs_per_s = 0;
-  double peak_mem_mib = 0;          // CUDA: peak allocated; CPU: peak resident set of the process
-  double train_flop_per_pair = 0;   // 3 x forward, two towers only
-  double peak_flops = 0;            // 0 when unknown
+  double peak_mem_mib = 0;         // CUDA: peak allocated; CPU: peak resident set of the process
+  double train_flop_per_pair = 0;  // 3 x forward, two towers only
+  double peak_flops = 0;           // 0 when unknown
   double mfu() const { return peak_flops > 0 ? pairs_per_s * train_flop_per_pair / peak_flops : 0; }
 };
 
 // Dense bf16 peak FLOP/s of a device by name; 0 when unknown (CPUs included).
 double device_peak_flops(const std::string& device_name);
+
+// The name of CUDA device `index` ("cpu" in a build without CUDA).
+std::string cuda_device_name(int index);
 
 BenchResult run_training_benchmark(const RunConfig& config, const BenchOptions& options);
 

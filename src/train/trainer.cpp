@@ -28,6 +28,7 @@
 #include "siglip2/build_config.hpp"
 #include "train/autocast.hpp"
 #include "train/batch.hpp"
+#include "train/bench.hpp"
 #include "train/checkpoint.hpp"
 #include "train/distributed.hpp"
 #include "train/eval.hpp"
@@ -155,6 +156,7 @@ class Trainer {
       state_.examples_seen += r.examples;
       examples_since += r.examples;
       wait_since += r.data_wait_s;
+      wait_total_ += r.data_wait_s;
       if (tty_ && rank0()) progress_line(r, t_start, start_step);
       if (state_.step % cfg_.train.log_every == 0 || state_.step == total) {
         auto now = std::chrono::steady_clock::now();
@@ -202,6 +204,7 @@ class Trainer {
           fmt::format("local rank {} has no GPU: {} visible", env_.local_rank, torch::cuda::device_count()));
     device_ = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank)) : c10::Device(c10::kCPU);
     bf16_ = cfg_.train.precision == "bf16" || (cfg_.train.precision == "auto" && cuda);
+    if (cuda) peak_flops_ = device_peak_flops(cuda_device_name(env_.local_rank));
     if (cuda || bf16_)
       log_info(fmt::format("device {}, {}", device_.str(), bf16_ ? "bf16 autocast, fp32 weights" : "fp32"));
   }
@@ -501,13 +504,23 @@ class Trainer {
     double per_step = done > 0 ? secs / done : 0;
     int64_t eta = static_cast<int64_t>(per_step * (total - state_.step));
     const double pairs = per_step > 0 ? cfg_.train.batch_size / per_step : 0.0;
+    const double mfu = mfu_of(pairs);
+    std::string mfu_text = mfu > 0 ? fmt::format(" MFU {:.1f}%", 100 * mfu) : "";
     std::fprintf(stderr,
-                 "\r%lld/%lld %5.1f%% ETA %lld:%02lld:%02lld | %.1f pairs/s %.2f TFLOP/s | loss %.4f | lr %.3g   ",
+                 "\r%lld/%lld %5.1f%% ETA %lld:%02lld:%02lld | %.1f pairs/s %.2f TFLOP/s%s | loss %.4f | lr %.3g | "
+                 "data wait %.0f%%   ",
                  static_cast<long long>(state_.step), static_cast<long long>(total), 100.0 * state_.step / total,
                  static_cast<long long>(eta / 3600), static_cast<long long>(eta / 60 % 60),
-                 static_cast<long long>(eta % 60), pairs, pairs * train_flop_per_pair_ / 1e12, r.loss, r.lr);
+                 static_cast<long long>(eta % 60), pairs, pairs * train_flop_per_pair_ / 1e12, mfu_text.c_str(), r.loss,
+                 r.lr, secs > 0 ? 100.0 * wait_total_ / secs : 0.0);
     if (state_.step == total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
+  }
+
+  // Model FLOPs utilisation of each device: global pairs/s over the ranks, against this device's peak.
+  double mfu_of(double pairs_per_s) const {
+    if (peak_flops_ <= 0) return 0;
+    return pairs_per_s / env_.world_size * train_flop_per_pair_ / peak_flops_;
   }
 
   void log_step(const StepResult& r, double pairs_per_s, double data_wait) {
@@ -535,6 +548,7 @@ class Trainer {
                         {"rollbacks", state_.rollbacks},
                         {"phase", state_.phase},
                         {"data_wait", data_wait}};
+    if (peak_flops_ > 0) j["mfu"] = mfu_of(pairs_per_s);
     if (tensorboard_) {
       std::vector<std::pair<std::string, double>> scalars;
       for (const char* k : {"loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked", "lr", "grad_norm", "t", "b",
@@ -558,6 +572,8 @@ class Trainer {
   bool tty_ = false;
   c10::Device device_{c10::kCPU};
   bool bf16_ = false;
+  double peak_flops_ = 0;  // this device's dense bf16 peak (0: unknown, no MFU)
+  double wait_total_ = 0;  // seconds waited for data since this process started training
   // Two-tower training FLOPs per pair (3 x forward), for the achieved TFLOP/s in logs and metrics.
   double train_flop_per_pair_ = 0;
   TrainerState state_;
