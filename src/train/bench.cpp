@@ -16,9 +16,9 @@
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
 #include "siglip2/build_config.hpp"
-#include "train/autocast.hpp"
 #include "train/batch.hpp"
 #include "train/optimizer.hpp"
+#include "train/step.hpp"
 #if SIGLIP2_CONFIG_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -127,29 +127,13 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     sync();
     const auto t0 = Clock::now();
     optimizer.zero_grad();
-    at::Tensor loss;
-    {
-      at::Tensor img_emb, txt_emb, tokens;
-      SelfDistillationLosses s;
-      at::Tensor locca;
-      {
-        AutocastScope autocast(bf16, device.type());
-        VisionOutput img = towers->encode_image(batch.images);
-        TextOutput txt = towers->encode_text(batch.input_ids);
-        img_emb = img.pooler_output;
-        txt_emb = txt.pooler_output;
-        tokens = img.last_hidden_state;
-        if (decoder)
-          locca = locca_loss(*decoder, tokens, {}, batch.locca, cfg.tokenizer.pad_id, cfg.loss.locca, nullptr);
-        if (ssl)
-          s = ssl->forward(*towers->vision_model, *heads, *teacher, batch.images.pixel_values, batch.ssl_locals,
-                           batch.ssl_mask, step, nullptr);
-      }
-      loss = sigmoid_loss(l2_normalize(img_emb.to(at::kFloat)), l2_normalize(txt_emb.to(at::kFloat)),
-                          towers->logit_scale, towers->logit_bias, nullptr, cfg.loss.sigmoid);
-      if (locca.defined()) loss = loss + locca.to(at::kFloat);
-      if (s.total.defined()) loss = loss + s.total.to(at::kFloat);
+    StepModules mods{towers.get(), decoder ? decoder.get() : nullptr};
+    if (ssl) {
+      mods.ssl = ssl.get();
+      mods.ssl_heads = heads.get();
+      mods.teacher = teacher.get();
     }
+    at::Tensor loss = training_losses(mods, batch, cfg, step, bf16, nullptr).total;
     sync();
     const auto t1 = Clock::now();
     loss.backward();

@@ -26,7 +26,6 @@
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
 #include "siglip2/build_config.hpp"
-#include "train/autocast.hpp"
 #include "train/batch.hpp"
 #include "train/bench.hpp"
 #include "train/checkpoint.hpp"
@@ -37,6 +36,7 @@
 #endif
 #include "train/grad_sync.hpp"
 #include "train/optimizer.hpp"
+#include "train/step.hpp"
 #include "train/tensorboard.hpp"
 
 namespace siglip2 {
@@ -279,34 +279,20 @@ class Trainer {
     r.data_wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_wait).count();
     r.examples = batch.global_examples;
     optimizer_->zero_grad();
-    at::Tensor image_embeds, text_embeds, locca;
-    SelfDistillationLosses s;
-    {
-      AutocastScope autocast(bf16_, device_.type());
-      VisionOutput img = m_.towers->encode_image(batch.images);
-      TextOutput txt = m_.towers->encode_text(batch.input_ids);
-      image_embeds = img.pooler_output;
-      text_embeds = txt.pooler_output;
-      if (m_.decoder)
-        locca = locca_loss(*m_.decoder, img.last_hidden_state, {}, batch.locca, cfg_.tokenizer.pad_id, cfg_.loss.locca,
-                           comm());
-      if (state_.self_distillation) {
-        int64_t since = step - progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
-        s = m_.ssl->forward(*m_.towers->vision_model, *m_.ssl_heads, *m_.teacher, batch.images.pixel_values,
-                            batch.ssl_locals, batch.ssl_mask, since, comm());
-      }
+    StepModules mods{m_.towers.get(), m_.decoder ? m_.decoder.get() : nullptr};
+    if (state_.self_distillation) {
+      mods.ssl = m_.ssl.get();
+      mods.ssl_heads = m_.ssl_heads.get();
+      mods.teacher = m_.teacher.get();
     }
-    at::Tensor loss = sigmoid_loss(l2_normalize(image_embeds.to(at::kFloat)), l2_normalize(text_embeds.to(at::kFloat)),
-                                   m_.towers->logit_scale, m_.towers->logit_bias, comm(), cfg_.loss.sigmoid);
-    r.sigmoid = loss.item<double>();
-    if (locca.defined()) {
-      r.locca = locca.item<double>();
-      loss = loss + locca.to(at::kFloat);
-    }
-    if (s.total.defined()) {
-      r.ssl_gl = s.global_local.item<double>();
-      r.ssl_mask = s.masked.item<double>();
-      loss = loss + s.total.to(at::kFloat);
+    const int64_t since = step - progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
+    StepLosses l = training_losses(mods, batch, cfg_, since, bf16_, comm());
+    at::Tensor loss = l.total;
+    r.sigmoid = l.sigmoid.item<double>();
+    if (l.locca.defined()) r.locca = l.locca.item<double>();
+    if (l.ssl_global_local.defined()) {
+      r.ssl_gl = l.ssl_global_local.item<double>();
+      r.ssl_mask = l.ssl_masked.item<double>();
     }
     if (step == opts_.inject_nan_at_step) {
       opts_.inject_nan_at_step = -1;  // once

@@ -1,0 +1,38 @@
+#pragma once
+// The forward half of a training step, shared by the trainer and `siglip2 bench`: the towers (and the
+// decoder and self-distillation heads) under bf16 autocast when asked, then the losses in fp32.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "train/batch.hpp"
+#include "train/config.hpp"
+
+namespace siglip2 {
+
+class Collectives;
+struct Siglip2ModelImpl;
+struct TextDecoderImpl;
+struct SelfDistillationHeadsImpl;
+class SelfDistillation;
+class EmaTeacher;
+
+struct StepModules {
+  Siglip2ModelImpl* towers = nullptr;
+  TextDecoderImpl* decoder = nullptr;  // null: no LocCa loss
+  // All three set: the self-distillation losses (from 80% of training).
+  SelfDistillation* ssl = nullptr;
+  SelfDistillationHeadsImpl* ssl_heads = nullptr;
+  EmaTeacher* teacher = nullptr;
+};
+
+struct StepLosses {
+  at::Tensor total;                                         // what backward starts from (fp32 scalar)
+  at::Tensor sigmoid, locca, ssl_global_local, ssl_masked;  // the terms; undefined when off
+};
+
+// `ssl_step`: steps since self-distillation started (the teacher temperature's warm-up).
+StepLosses training_losses(const StepModules& m, const TrainBatch& batch, const RunConfig& config, int64_t ssl_step,
+                           bool bf16, Collectives* comm);
+
+}  // namespace siglip2
