@@ -2,7 +2,7 @@
 // Gloo headers, so this file compiles against Debian's libgloo-dev headers, which are older than
 // the Gloo inside the wheel. docs/distributed.md explains why that is sound for what is done here:
 //  - only out-of-line members of ProcessGroupGloo/Options are called (constructors, the static
-//    device factory, virtual collectives through the library's own vtable), never inline Gloo code;
+//    device factory, virtual collectives), never inline Gloo code;
 //  - objects are allocated with spare room after them, filled with a canary that is checked after
 //    the library's constructor ran: if the library's idea of the object were larger than ours,
 //    its constructor would have written there, and we refuse to go on;
@@ -24,22 +24,35 @@ namespace {
 
 constexpr unsigned char kCanary = 0xA5;
 
+// A T with the spare room as a member of its own, so that the object's size is the allocation's:
+// the intrusive_ptr deletes it through T's virtual destructor, which ends in WithSpare's sized
+// operator delete. (Spare room that T did not know of would reach the allocator as a smaller size,
+// which allocators with sized deallocation, such as tcmalloc and jemalloc, take at its word.)
+// `spare` is deliberately left uninitialised by the constructor: make_with_canary fills it first.
+template <class T>
+struct WithSpare final : T {
+  using T::T;
+  unsigned char spare[kGlooSpareBytes];
+};
+
 template <class T, class... Args>
 c10::intrusive_ptr<T> make_with_canary(const char* what, Args&&... args) {
-  char* mem = static_cast<char*>(::operator new(sizeof(T) + kGlooSpareBytes));
-  std::memset(mem + sizeof(T), kCanary, kGlooSpareBytes);
-  T* obj = nullptr;
+  using Padded = WithSpare<T>;
+  unsigned char* mem = static_cast<unsigned char*>(::operator new(sizeof(Padded)));
+  std::memset(mem, kCanary, sizeof(Padded));
+  Padded* obj = nullptr;
   try {
-    obj = new (mem) T(std::forward<Args>(args)...);
+    obj = new (mem) Padded(std::forward<Args>(args)...);
   } catch (...) {
-    ::operator delete(mem);
+    ::operator delete(mem, sizeof(Padded));
     throw;
   }
   auto ptr = c10::intrusive_ptr<T>::unsafe_steal_from_new(obj);
-  for (size_t i = 0; i < kGlooSpareBytes; ++i) {
-    if (static_cast<unsigned char>(mem[sizeof(T) + i]) != kCanary) {
+  const std::size_t spare_at = reinterpret_cast<unsigned char*>(obj->spare) - mem;
+  for (std::size_t i = spare_at; i < sizeof(Padded); ++i) {
+    if (mem[i] != kCanary) {
       throw Error(std::string("Gloo layout check failed: the library's ") + what + " is larger than " +
-                  std::to_string(sizeof(T)) + " bytes; the Gloo headers used at build time do not match LibTorch");
+                  std::to_string(spare_at) + " bytes; the Gloo headers used at build time do not match LibTorch");
     }
   }
   return ptr;
