@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -36,6 +37,12 @@ const json& section(const json& j, const char* key, const std::string& origin) {
   return *it;
 }
 
+// `where` + key: "'dir/config.json' text_config" + "vocab_size" is "… text_config.vocab_size"; a file's
+// top-level keys come after a space: "'dir/tokenizer_config.json' " + "pad_token".
+std::string key_path(const std::string& where, const std::string& key) {
+  return !where.empty() && where.back() == ' ' ? where + key : where + "." + key;
+}
+
 // An integer, or a float with an integral value in int64's range (1e300 would overflow the cast).
 int64_t to_int(const json& v, const std::string& what) {
   if (v.is_number_integer()) return v.get<int64_t>();
@@ -49,14 +56,14 @@ int64_t to_int(const json& v, const std::string& what) {
 int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& where) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  return to_int(*it, where + "." + key);
+  return to_int(*it, key_path(where, key));
 }
 
 double get_double(const json& j, const char* key, double fallback, const std::string& where) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   if (it->is_number()) return it->get<double>();
-  throw Error(where + "." + key + " must be a number, got " + it->dump());
+  throw Error(key_path(where, key) + " must be a number, got " + it->dump());
 }
 
 void require_supported(const json& j, const std::string& where) {
@@ -110,7 +117,7 @@ VisionConfig vision_from_hf(const json& v, bool naflex, const std::string& where
 }
 
 void check_positive(const std::string& where, const char* key, int64_t value) {
-  if (value <= 0) throw Error(where + "." + key + " must be positive, got " + std::to_string(value));
+  if (value <= 0) throw Error(key_path(where, key) + " must be positive, got " + std::to_string(value));
 }
 
 std::string basename_of(const std::string& dir) {
@@ -119,7 +126,66 @@ std::string basename_of(const std::string& dir) {
   return p.filename().string();
 }
 
-ImageConfig image_from_hf(const std::string& dir, const ModelConfig& m) {
+// A top-level JSON object from a file's text; `origin` names the file in errors.
+json parse_json_object(const std::string& text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(origin + " is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error(origin + " must hold a JSON object");
+  return j;
+}
+
+bool get_bool(const json& j, const char* key, bool fallback, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (it->is_boolean()) return it->get<bool>();
+  throw Error(key_path(where, key) + " must be true or false, got " + it->dump());
+}
+
+std::string get_string(const json& j, const char* key, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  throw Error(key_path(where, key) + " must be a string, got " + it->dump());
+}
+
+// Token id of a special token named in tokenizer_config.json ("pad_token": "<pad>" or {"content": …}),
+// looked up in its added_tokens_decoder ({"0": {"content": "<pad>", …}, …}); -1 when it is not there.
+int64_t special_token_id(const json& t, const char* key, const std::string& where) {
+  auto it = t.find(key);
+  if (it == t.end() || it->is_null()) return -1;
+  std::string content;
+  if (it->is_string()) {
+    content = it->get<std::string>();
+  } else if (it->is_object()) {
+    content = get_string(*it, "content", key_path(where, key));
+  } else {
+    throw Error(key_path(where, key) + " must be a token string or an object with \"content\", got " + it->dump());
+  }
+  auto dec = t.find("added_tokens_decoder");
+  if (content.empty() || dec == t.end() || dec->is_null()) return -1;
+  if (!dec->is_object())
+    throw Error(key_path(where, "added_tokens_decoder") + " must be an object, got " + dec->dump());
+  for (const auto& [id, tok] : dec->items()) {
+    const std::string entry = key_path(where, "added_tokens_decoder[\"" + id + "\"]");
+    if (!tok.is_object()) throw Error(entry + " must be an object, got " + tok.dump());
+    if (get_string(tok, "content", entry) != content) continue;
+    int64_t value = -1;
+    const char* end = id.data() + id.size();
+    auto [ptr, ec] = std::from_chars(id.data(), end, value);
+    if (id.empty() || ec != std::errc() || ptr != end || value < 0)
+      throw Error(entry + ": the key must be a token id (a non-negative integer)");
+    return value;
+  }
+  return -1;
+}
+
+}  // namespace
+
+ImageConfig image_config_from_hf_json(const std::string& json_text, const std::string& origin, const ModelConfig& m) {
   ImageConfig img;
   img.naflex = m.vision.naflex;
   img.patch_size = m.vision.patch_size;
@@ -127,30 +193,30 @@ ImageConfig image_from_hf(const std::string& dir, const ModelConfig& m) {
   // SigLIP 2 resizes bilinearly, SigLIP 1 bicubically (hf_interop.md §4.4).
   const bool siglip2_vocab = m.text.vocab_size == 256000;
   img.resample = m.vision.naflex || siglip2_vocab ? "bilinear" : "bicubic";
-  const std::string path = (fs::path(dir) / "preprocessor_config.json").string();
-  if (!fs::exists(path)) {
-    log_debug("no preprocessor_config.json in '" + dir + "': using the SigLIP defaults for this model");
-    return img;
-  }
-  const json p = parse_json_file(path);
-  const std::string where = "preprocessor_config.json";
-  if (p.contains("resample") && !p["resample"].is_null()) {
-    int64_t r = get_int(p, "resample", 2, where);
+  const json p = parse_json_object(json_text, origin);
+  const std::string where = origin + " ";
+  if (auto it = p.find("resample"); it != p.end() && !it->is_null()) {
+    int64_t r = to_int(*it, where + "resample");
     if (r != 2 && r != 3)
-      throw Error(path + ": resample " + std::to_string(r) + " is not supported (2 = bilinear, 3 = bicubic)");
+      throw Error(where + "resample " + std::to_string(r) + " is not supported (2 = bilinear, 3 = bicubic)");
     img.resample = r == 2 ? "bilinear" : "bicubic";
   }
   if (img.naflex) {
     img.patch_size = get_int(p, "patch_size", m.vision.patch_size, where);
     img.max_num_patches = get_int(p, "max_num_patches", 256, where);
     check_positive(where, "max_num_patches", img.max_num_patches);
-  } else if (p.contains("size") && p["size"].is_object()) {
-    const json& size = p["size"];
-    int64_t h = get_int(size, "height", m.vision.image_size, where + ".size");
-    int64_t w = get_int(size, "width", m.vision.image_size, where + ".size");
-    if (h != w) throw Error(path + ": size " + size.dump() + " is not square");
+  } else if (auto it = p.find("size"); it != p.end() && !it->is_null()) {
+    if (!it->is_object())
+      throw Error(where + "size must be an object {\"height\": …, \"width\": …}, got " + it->dump());
+    int64_t h = get_int(*it, "height", m.vision.image_size, where + "size");
+    int64_t w = get_int(*it, "width", m.vision.image_size, where + "size");
+    if (h != w) throw Error(where + "size " + it->dump() + " is not square");
     img.image_size = h;
   }
+  if (img.patch_size != m.vision.patch_size)
+    throw Error(where + "patch_size " + std::to_string(img.patch_size) + " differs from the model's " +
+                std::to_string(m.vision.patch_size));
+  check_positive(where, "size", img.image_size);
   auto is_half = [](const json& v) {
     if (!v.is_array() || v.empty()) return false;
     for (const auto& x : v)
@@ -158,52 +224,57 @@ ImageConfig image_from_hf(const std::string& dir, const ModelConfig& m) {
     return true;
   };
   for (const char* key : {"image_mean", "image_std"})
-    if (p.contains(key) && !is_half(p[key]))
-      log_warn(path + ": " + key + " is " + p[key].dump() + "; siglip2-cpp normalises with 0.5 (x / 127.5 - 1)");
-  if (p.value("do_normalize", true) == false || p.value("do_rescale", true) == false)
-    log_warn(path + ": do_rescale/do_normalize off; siglip2-cpp always maps pixels to [-1, 1]");
+    if (auto it = p.find(key); it != p.end() && !is_half(*it))
+      log_warn(where + key + " is " + it->dump() + "; siglip2-cpp normalises with 0.5 (x / 127.5 - 1)");
+  if (!get_bool(p, "do_normalize", true, where) || !get_bool(p, "do_rescale", true, where))
+    log_warn(where + "do_rescale/do_normalize off; siglip2-cpp always maps pixels to [-1, 1]");
   return img;
 }
 
-// Token id of a special token named in tokenizer_config.json ("pad_token": "<pad>" or {"content": …}),
-// looked up in its added_tokens_decoder; -1 when it cannot be found.
-int64_t special_token_id(const json& t, const char* key) {
-  auto it = t.find(key);
-  if (it == t.end() || it->is_null()) return -1;
-  std::string content = it->is_string() ? it->get<std::string>() : it->value("content", std::string());
-  auto dec = t.find("added_tokens_decoder");
-  if (content.empty() || dec == t.end() || !dec->is_object()) return -1;
-  for (const auto& [id, tok] : dec->items())
-    if (tok.is_object() && tok.value("content", std::string()) == content) return std::stoll(id);
-  return -1;
-}
-
-TokenizerConfig tokenizer_from_hf(const std::string& dir, const json& config, const ModelConfig& m,
-                                  std::string* model_file, const std::string& override_file) {
+TokenizerConfig tokenizer_config_from_hf_json(const std::string& json_text, const std::string& origin,
+                                              const ModelConfig& m) {
   TokenizerConfig tok;
   tok.length = m.text.max_position_embeddings;  // the text tower pools the last position: pad to exactly this
-  json t = json::object();
-  const std::string path = (fs::path(dir) / "tokenizer_config.json").string();
-  if (fs::exists(path)) t = parse_json_file(path);
-  const std::string cls = t.value("tokenizer_class", std::string());
-
+  const json t = parse_json_object(json_text, origin);
+  const std::string where = origin + " ";
+  const std::string cls = get_string(t, "tokenizer_class", where);
   bool siglip1;
   if (cls.find("Gemma") != std::string::npos || cls.find("Siglip2") != std::string::npos) {
     siglip1 = false;
   } else if (cls.rfind("SiglipTokenizer", 0) == 0) {
     siglip1 = true;
   } else {
-    if (!cls.empty()) log_warn(path + ": unknown tokenizer_class '" + cls + "'; guessing from the vocabulary size");
-    siglip1 = config.value("model_type", std::string()) != "siglip2" && m.text.vocab_size != 256000;
+    if (!cls.empty()) log_warn(origin + ": unknown tokenizer_class '" + cls + "'; guessing from the vocabulary size");
+    siglip1 = !m.vision.naflex && m.text.vocab_size != 256000;  // NaFlex ⇔ model_type siglip2
   }
   tok.siglip1 = siglip1;
   tok.pad_id = siglip1 ? 1 : 0;  // SigLIP 1: pad = eos = </s> (1); Gemma: <pad> 0, <eos> 1
   tok.eos_id = 1;
-  if (int64_t id = special_token_id(t, "pad_token"); id >= 0) tok.pad_id = id;
-  if (int64_t id = special_token_id(t, "eos_token"); id >= 0) tok.eos_id = id;
-  if (t.contains("do_lower_case") && t["do_lower_case"].is_boolean() && !t["do_lower_case"].get<bool>())
-    tok.lowercase = "none";
+  if (int64_t id = special_token_id(t, "pad_token", where); id >= 0) tok.pad_id = id;
+  if (int64_t id = special_token_id(t, "eos_token", where); id >= 0) tok.eos_id = id;
+  for (const auto& [key, id] : {std::pair{"pad_token", tok.pad_id}, std::pair{"eos_token", tok.eos_id}})
+    if (id >= m.text.vocab_size)
+      throw Error(where + key + " has id " + std::to_string(id) + ", outside the vocabulary of " +
+                  std::to_string(m.text.vocab_size));
+  if (!get_bool(t, "do_lower_case", true, where)) tok.lowercase = "none";
+  return tok;
+}
 
+namespace {
+
+// The file's text, or "{}" (every key at its default) when the directory does not have it.
+std::string optional_file(const std::string& dir, const char* name, std::string* origin) {
+  const fs::path path = fs::path(dir) / name;
+  *origin = "'" + path.string() + "'";
+  if (!fs::exists(path)) {
+    log_debug("no " + std::string(name) + " in '" + dir + "': using the SigLIP defaults for this model");
+    return "{}";
+  }
+  return read_file(path.string());
+}
+
+// The sentencepiece model: `override_file`, else tokenizer.model or spiece.model in `dir`; "" when none.
+std::string tokenizer_model_file(const std::string& dir, const std::string& override_file) {
   std::string file = override_file;
   if (file.empty()) {
     for (const char* name : {"tokenizer.model", "spiece.model"}) {
@@ -217,9 +288,7 @@ TokenizerConfig tokenizer_from_hf(const std::string& dir, const json& config, co
     throw Error("tokenizer model '" + file + "' does not exist");
   }
   if (!file.empty()) file = fs::absolute(fs::path(file)).lexically_normal().string();
-  *model_file = file;
-  tok.model_file = file;
-  return tok;
+  return file;
 }
 
 NamedTensors read_hf_weights(const std::string& dir) {
@@ -264,13 +333,7 @@ NamedTensors read_hf_weights(const std::string& dir) {
 }  // namespace
 
 ModelConfig model_config_from_hf_json(const std::string& json_text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw Error(origin + " is not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw Error(origin + " must hold a JSON object");
+  const json j = parse_json_object(json_text, origin);
   auto type_it = j.find("model_type");
   const std::string type = type_it == j.end()     ? ""
                            : type_it->is_string() ? type_it->get<std::string>()
@@ -313,9 +376,13 @@ HfCheckpoint read_hf_checkpoint(const std::string& dir, const std::string& token
   HfCheckpoint hf;
   hf.config.model = model_config_from_hf_json(text, "'" + config_path + "'");
   hf.config.model.name = basename_of(dir);
-  hf.config.image = image_from_hf(dir, hf.config.model);
-  hf.config.tokenizer =
-      tokenizer_from_hf(dir, json::parse(text), hf.config.model, &hf.tokenizer_model, tokenizer_model);
+  std::string origin;
+  std::string file_text = optional_file(dir, "preprocessor_config.json", &origin);
+  hf.config.image = image_config_from_hf_json(file_text, origin, hf.config.model);
+  file_text = optional_file(dir, "tokenizer_config.json", &origin);
+  hf.config.tokenizer = tokenizer_config_from_hf_json(file_text, origin, hf.config.model);
+  hf.tokenizer_model = tokenizer_model_file(dir, tokenizer_model);
+  hf.config.tokenizer.model_file = hf.tokenizer_model;
   std::string problem = hf.config.check();
   if (!problem.empty()) throw Error("'" + dir + "': " + problem);
 

@@ -22,6 +22,13 @@ HfCheckpoint read_hf_checkpoint(const std::string& dir, const std::string& token
 // The model config a config.json describes. `origin` names the file in errors.
 ModelConfig model_config_from_hf_json(const std::string& json_text, const std::string& origin);
 
+// The preprocessing a preprocessor_config.json describes for the model `m` of its config.json, and
+// the tokenizer settings of a tokenizer_config.json (pad/eos ids from added_tokens_decoder; model_file
+// left empty). "{}" gives the SigLIP defaults for `m`. `origin` names the file in errors.
+ImageConfig image_config_from_hf_json(const std::string& json_text, const std::string& origin, const ModelConfig& m);
+TokenizerConfig tokenizer_config_from_hf_json(const std::string& json_text, const std::string& origin,
+                                              const ModelConfig& m);
+
 // `siglip2 import --hf`: read_hf_checkpoint, then a model directory with float32 weights. Nothing is
 // written unless the whole checkpoint is valid.
 void import_hf(const std::string& hf_dir, const std::string& out_dir, const std::string& tokenizer_model = "",

@@ -187,6 +187,30 @@ def hf_bad_json(w, row_id):
     write(os.path.join(hf_variant(w, "badjson.hf"), "config.json"), "{\"model_type\": \"siglip\",")
 
 
+def hf_json_file(w, name, file, edit):
+    d = hf_variant(w, name)
+    p = os.path.join(d, file)
+    c = json.load(open(p)) if os.path.exists(p) else {}
+    edit(c)
+    json.dump(c, open(p, "w"))
+
+
+@builder("hf-tokenizer-config")
+def hf_tokenizer_keys(w, row_id):
+    hf_json_file(w, "tok.hf", "tokenizer_config.json", lambda c: c.update(
+        pad_token="<pad>", added_tokens_decoder={"pad": {"content": "<pad>", "special": True}}))
+
+
+@builder("hf-tokenizer-wrong-type")
+def hf_tokenizer_class(w, row_id):
+    hf_json_file(w, "tokclass.hf", "tokenizer_config.json", lambda c: c.update(tokenizer_class=3))
+
+
+@builder("hf-preprocessor-not-square")
+def hf_preprocessor_size(w, row_id):
+    hf_json_file(w, "size.hf", "preprocessor_config.json", lambda c: c.update(size={"height": 32, "width": 48}))
+
+
 @builder("hf-pickle-only")
 def hf_pickle(w, row_id):
     d = hf_variant(w, "pickle.hf")

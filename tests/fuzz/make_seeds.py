@@ -89,6 +89,50 @@ def hf_seeds():
     put("hf_config", "regress-int_overflow", '{"model_type": "siglip", "text_config": {"hidden_size": 1e300}}')
 
 
+def special(content):
+    return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+            "special": True}
+
+
+def hf_preprocessing_seeds():
+    """preprocessor_config.json and tokenizer_config.json as the Hub's SigLIP and SigLIP 2 checkpoints and
+    `siglip2 export` write them; the target reads every input as both files."""
+    half = [0.5, 0.5, 0.5]
+    common = dict(do_resize=True, do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=half,
+                  image_std=half)
+    put("hf_preprocessing", "preprocessor_naflex", json.dumps(dict(
+        image_processor_type="Siglip2ImageProcessorFast", resample=2, patch_size=16, max_num_patches=256,
+        processor_class="Siglip2Processor", **common), indent=2))
+    put("hf_preprocessing", "preprocessor_fixed", json.dumps(dict(
+        image_processor_type="SiglipImageProcessor", resample=3, size={"height": 224, "width": 224},
+        processor_class="SiglipProcessor", **common), indent=2))
+    put("hf_preprocessing", "preprocessor_odd", json.dumps(dict(
+        resample=0, size={"height": 224, "width": 256}, image_mean=[0.48, 0.45, 0.4], do_normalize=False)))
+    put("hf_preprocessing", "tokenizer_gemma", json.dumps(dict(
+        add_bos_token=False, add_eos_token=True,
+        added_tokens_decoder={str(i): special(c) for i, c in enumerate(["<pad>", "<eos>", "<bos>", "<unk>"])},
+        bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>", tokenizer_class="GemmaTokenizer",
+        model_max_length=64, padding_side="right"), indent=2))
+    put("hf_preprocessing", "tokenizer_siglip", json.dumps(dict(
+        added_tokens_decoder={"1": special("</s>"), "2": special("<unk>")}, do_lower_case=True,
+        eos_token={"content": "</s>", "special": True}, pad_token="</s>", unk_token="<unk>",
+        tokenizer_class="SiglipTokenizer", model_max_length=64), indent=2))
+    put("hf_preprocessing", "tokenizer_unknown_class", '{"tokenizer_class": "T5Tokenizer", "pad_token": "<p>", '
+                                                       '"added_tokens_decoder": {"99999999": {"content": "<p>"}}}')
+    put("hf_preprocessing", "not_json", '{"pad_token": ')
+    # Inputs that escaped the readers as JSON type_errors or std::invalid_argument before they checked
+    # every value's type (found by review when the target was written), replayed by every run.
+    put("hf_preprocessing", "regress-array", "[]")
+    put("hf_preprocessing", "regress-class_number", '{"tokenizer_class": 3}')
+    put("hf_preprocessing", "regress-token_number", '{"pad_token": 5}')
+    put("hf_preprocessing", "regress-content_number", '{"pad_token": {"content": 5}}')
+    put("hf_preprocessing", "regress-decoder_key",
+        '{"pad_token": "<pad>", "added_tokens_decoder": {"pad": {"content": "<pad>"}}}')
+    put("hf_preprocessing", "regress-decoder_content",
+        '{"pad_token": "<pad>", "added_tokens_decoder": {"0": {"content": 0}}}')
+    put("hf_preprocessing", "regress-normalize_string", '{"do_normalize": "yes"}')
+
+
 def tar_bytes(entries, mode="w"):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode, format=tarfile.USTAR_FORMAT) as t:
@@ -121,4 +165,5 @@ if __name__ == "__main__":
     safetensors_seeds()
     config_seeds()
     hf_seeds()
+    hf_preprocessing_seeds()
     shard_seeds()
