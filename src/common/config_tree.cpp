@@ -66,9 +66,27 @@ SourceLoc loc_of(const YAML::Node& node, const std::string& file) {
   return {file, m.line + 1, m.column + 1};
 }
 
-ConfigValue convert(const YAML::Node& node, const std::string& file) {
+// YAML aliases share nodes: `a: &x {b: *x}` is a node that contains itself, and a chain of anchors
+// each listing the previous one twice doubles with every line. Converting to a tree expands them, so
+// both the depth and the number of values are bounded (a run config is a few levels and a few hundred
+// values deep).
+constexpr int kMaxDepth = 64;
+constexpr int64_t kMaxValues = 100000;
+
+struct ConvertBudget {
+  std::string file;
+  int64_t values = 0;
+};
+
+ConfigValue convert(const YAML::Node& node, ConvertBudget& budget, int depth) {
   ConfigValue out;
-  out.loc = loc_of(node, file);
+  out.loc = loc_of(node, budget.file);
+  if (depth > kMaxDepth)
+    throw ConfigError(out.loc.str() + ": nested more than " + std::to_string(kMaxDepth) +
+                      " levels deep (is it an alias that contains itself?)");
+  if (++budget.values > kMaxValues)
+    throw ConfigError(out.loc.str() + ": more than " + std::to_string(kMaxValues) +
+                      " values once YAML aliases are expanded");
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -81,21 +99,26 @@ ConfigValue convert(const YAML::Node& node, const std::string& file) {
       break;
     case YAML::NodeType::Sequence:
       out.kind = ConfigValue::Kind::Sequence;
-      for (const auto& item : node) out.items.push_back(convert(item, file));
+      for (const auto& item : node) out.items.push_back(convert(item, budget, depth + 1));
       break;
     case YAML::NodeType::Map:
       out.kind = ConfigValue::Kind::Map;
       for (const auto& kv : node) {
-        SourceLoc kloc = loc_of(kv.first, file);
+        SourceLoc kloc = loc_of(kv.first, budget.file);
         if (!kv.first.IsScalar()) throw ConfigError(kloc.str() + ": map keys must be plain names");
         std::string key = kv.first.Scalar();
         if (out.find(key)) throw ConfigError(kloc.str() + ": duplicate key '" + key + "'");
-        out.entries.emplace_back(key, convert(kv.second, file));
+        out.entries.emplace_back(key, convert(kv.second, budget, depth + 1));
         out.key_locs.push_back(kloc);
       }
       break;
   }
   return out;
+}
+
+ConfigValue convert(const YAML::Node& node, const std::string& file) {
+  ConvertBudget budget{file};
+  return convert(node, budget, 0);
 }
 
 ConfigValue parse_yaml_file(const std::string& path) {

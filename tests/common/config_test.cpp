@@ -132,9 +132,8 @@ TEST_F(ConfigTest, BaseCyclesAndMissingBasesAreErrors) {
 
 TEST_F(ConfigTest, OverridesApplyInOrderAndAreNamedInErrors) {
   auto f = write("run.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 1\n");
-  RunConfig c = config::load<RunConfig>(
-      f, {"optimizer.lr=2e-3", "optimizer.frozen=[x, y]", "optimizer.lr=4e-3", "model.vision.naflex=true",
-          "train.self_distillation=false"});
+  RunConfig c = config::load<RunConfig>(f, {"optimizer.lr=2e-3", "optimizer.frozen=[x, y]", "optimizer.lr=4e-3",
+                                            "model.vision.naflex=true", "train.self_distillation=false"});
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 4e-3);
   EXPECT_EQ(c.optimizer.frozen, std::vector<std::string>({"x", "y"}));
   EXPECT_TRUE(c.model.vision.naflex);
@@ -148,6 +147,28 @@ TEST_F(ConfigTest, DuplicateKeysAndInvalidYamlAreErrors) {
   EXPECT_NE(error_of(f).find(":3:3: duplicate key 'total_steps'"), std::string::npos) << error_of(f);
   auto g = write("bad.yaml", "train: [1, 2\n");
   EXPECT_NE(error_of(g).find("invalid YAML"), std::string::npos);
+}
+
+// Found by the run_config fuzz target: an alias inside its own anchor recursed until the stack overflowed.
+TEST_F(ConfigTest, SelfContainingAliasesAndAliasBombsAreErrors) {
+  auto f = write("cycle.yaml", "a: &x {l: *x}\no: *x\n");
+  EXPECT_NE(error_of(f).find("cycle.yaml:1:4: nested more than 64 levels deep (is it an alias that contains itself?)"),
+            std::string::npos)
+      << error_of(f);
+  // Each anchor lists the previous one ten times: 10^6 values from nine short lines.
+  std::string bomb = "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+  for (int i = 1; i < 6; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + prev;
+    for (int k = 1; k < 10; ++k) bomb += ", " + prev;
+    bomb += "]\n";
+  }
+  auto g = write("bomb.yaml", bomb);
+  EXPECT_NE(error_of(g).find("more than 100000 values once YAML aliases are expanded"), std::string::npos)
+      << error_of(g);
+  // Aliases within the bounds still work, and a deep but finite nesting is fine.
+  auto h = write("ok.yaml", "a: &x {l: 1}\nb: *x\nc: [[[[[[[[1]]]]]]]]\n");
+  EXPECT_NO_THROW(load_config_tree(h));
 }
 
 TEST_F(ConfigTest, DumpReloadsToTheSameConfig) {

@@ -53,6 +53,9 @@ CONFIG_FILES = {
     "config-base-cycle": ("cycle_a.yaml", "base: cycle_b.yaml\n"),
     "config-missing-base": ("orphan.yaml", "base: nowhere.yaml\n"),
     "config-yaml-syntax": ("syntax.yaml", "base: base.yaml\ntrain: [1, 2\n"),
+    "config-alias-cycle": ("alias.yaml", "a: &x {l: *x}\no: *x\n"),
+    "config-alias-bomb": ("bomb.yaml", "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 6))),
     "config-boolean": ("yes.yaml", "base: base.yaml\nmodel:\n  vision:\n    naflex: yes\n"),
     "config-fractional-int": ("half.yaml", "base: base.yaml\ntrain:\n  total_steps: 2.5\n"),
     "config-not-a-map": ("list.yaml", "- 1\n- 2\n"),
