@@ -21,6 +21,7 @@
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "common/json_limits.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; so is this reader");
 
@@ -110,7 +111,9 @@ json parse_header(const std::string& path, const char* begin, const char* end) {
     std::string last_key;
   };
   std::vector<Frame> frames;
-  auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+  auto on_event = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth > kMaxJsonDepth)  // dump(), copies and comparisons of deeper values recurse (json_limits.hpp)
+      throw Error(path + ": header is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
     if (event == json::parse_event_t::object_start) {
       frames.emplace_back();
     } else if (event == json::parse_event_t::object_end) {

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "common/json_limits.hpp"
 #include "data/image.hpp"
 #include "data/image_header.hpp"
 #include "data/tar.hpp"
@@ -119,7 +120,7 @@ std::optional<RawSample> ShardReader::next() {
 }
 
 std::vector<Region> parse_regions(const std::string& json_text, int64_t& bad_boxes) {
-  nlohmann::json doc = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json doc = nlohmann::json::parse(json_text, json_depth_limit("JSON"), /*allow_exceptions=*/false);
   if (doc.is_discarded()) throw Error("invalid JSON");
   if (!doc.is_object()) throw Error("JSON is not an object");
   std::vector<Region> regions;

@@ -11,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "common/json_limits.hpp"
 #include "common/logging.hpp"
 #include "common/safetensors.hpp"
 
@@ -22,7 +23,7 @@ namespace {
 
 json parse_json_file(const std::string& path) {
   try {
-    return json::parse(read_file(path));
+    return json::parse(read_file(path), json_depth_limit("'" + path + "'"));
   } catch (const json::exception& e) {
     throw Error("'" + path + "' is not valid JSON: " + e.what());
   }
@@ -130,7 +131,7 @@ std::string basename_of(const std::string& dir) {
 json parse_json_object(const std::string& text, const std::string& origin) {
   json j;
   try {
-    j = json::parse(text);
+    j = json::parse(text, json_depth_limit(origin));
   } catch (const json::exception& e) {
     throw Error(origin + " is not valid JSON: " + e.what());
   }

@@ -296,6 +296,14 @@ TEST_F(SafetensorsTest, RejectsInvalidJson) {
               AllOf(HasSubstr("header is not valid UTF-8 JSON"), Not(HasSubstr("\xff"))));
 }
 
+// Deeper values would overflow the stack when dumped into an error message (json_limits.hpp).
+TEST_F(SafetensorsTest, RejectsAHeaderNestedTooDeep) {
+  const std::string deep = "{\"__metadata__\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_THAT(open_error(raw_file(deep)), HasSubstr("header is nested more than 64 levels deep"));
+  const std::string ok = "{\"__metadata__\":" + std::string(60, '[') + std::string(60, ']') + "}";
+  EXPECT_THAT(open_error(raw_file(ok)), HasSubstr("__metadata__ must be an object of strings"));
+}
+
 TEST_F(SafetensorsTest, RejectsAHeaderThatIsNotAnObject) {
   EXPECT_THAT(open_error(raw_file("[1, 2]")), HasSubstr("header must be a JSON object, got a JSON array"));
 }

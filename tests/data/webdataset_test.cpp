@@ -68,6 +68,7 @@ TEST(ParseRegions, ValidBadAndMalformed) {
   EXPECT_THROW(parse_regions("[1, 2]", bad), Error);
   EXPECT_THROW(parse_regions(R"({"regions": 3})", bad), Error);
   EXPECT_TRUE(parse_regions("{}", bad).empty());
+  EXPECT_THROW(parse_regions("{\"regions\": " + std::string(100000, '[') + std::string(100000, ']') + "}", bad), Error);
 }
 
 // One shard of each kind of bad input; every problem is counted under its reason and nothing throws.

@@ -111,6 +111,7 @@ ST = {
     "st-size-mismatch": raw_safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}, b"\0" * 12),
     "st-unknown-dtype": raw_safetensors({"a": {"dtype": "F8", "shape": [1], "data_offsets": [0, 1]}}, b"\0"),
     "st-too-short": b"\1\0\0",
+    "st-header-deep": struct.pack("<Q", 200024) + b'{"__metadata__":' + b"[" * 100000 + b"]" * 100000 + b"}" + b" " * 7,
 }
 
 
@@ -212,6 +213,11 @@ def hf_tokenizer_class(w, row_id):
 @builder("hf-preprocessor-not-square")
 def hf_preprocessor_size(w, row_id):
     hf_json_file(w, "size.hf", "preprocessor_config.json", lambda c: c.update(size={"height": 32, "width": 48}))
+
+
+@builder("hf-config-deep")
+def hf_deep(w, row_id):
+    write(os.path.join(hf_variant(w, "deep.hf"), "config.json"), '{"model_type": ' + "[" * 300000 + "]" * 300000 + "}")
 
 
 @builder("hf-pickle-only")
