@@ -49,11 +49,18 @@ c10::intrusive_ptr<c10d::Store> make_tcp_store(const DistEnv& env, std::chrono::
   opts.timeout = timeout;
   opts.multiTenant = true;
   c10::intrusive_ptr<c10d::Store> tcp;
+  auto failed = [&](std::string why) {
+    // c10d's messages go on with "Exception raised from …" and a backtrace: keep the first line.
+    why = why.substr(0, why.find('\n'));
+    return Error("rendezvous at " + env.master_addr + ":" + std::to_string(env.master_port) + " failed for rank " +
+                 std::to_string(env.rank) + ": " + why);
+  };
   try {
     tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
+  } catch (const c10::Error& e) {
+    throw failed(e.what_without_backtrace());
   } catch (const std::exception& e) {
-    throw Error("rendezvous at " + env.master_addr + ":" + std::to_string(env.master_port) + " failed for rank " +
-                std::to_string(env.rank) + ": " + e.what());
+    throw failed(e.what());
   }
   // A prefix per torchrun restart keeps keys of a failed attempt from leaking into the next one.
   return c10::make_intrusive<c10d::PrefixStore>("siglip2/attempt_" + std::to_string(env.restart_count), tcp);

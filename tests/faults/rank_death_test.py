@@ -97,6 +97,22 @@ def main():
     # A stalled peer keeps its connections open: only the timeout ends the wait (Gloo words it either way).
     survivor_case(checks, a, cfg, "rank 1 stopped (SIGSTOP)", 1, 19, ["Timed out", "timeout"], at_least=TIMEOUT_S - 1)
 
+    # Rank 0 never comes up: rank 1 gives up on the rendezvous with one line (c10d's message without its
+    # backtrace). c10d's client tries for dist.timeout_s, backs off and tries again.
+    lone_cfg, _ = fc.write_config(a, "lone", 100000, 100000, timeout=2)
+    port = str(fc.free_port())
+    t0 = time.time()
+    r = subprocess.run([a.bin, "train", lone_cfg], capture_output=True, text=True, timeout=120,
+                       env=fc.env(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+    took = time.time() - t0
+    errors = fc.error_lines(r.stderr)
+    want = f"error: rendezvous at 127.0.0.1:{port} failed for rank 1: The client socket has timed out after 2000ms"
+    checks.check(f"rank 0 never starts: rank 1 exits 1 in {took:.1f} s (dist.timeout_s 2) with one error line",
+                 r.returncode == 1 and len(errors) == 1 and errors[0].startswith(want) and "\n" not in errors[0],
+                 f"status {r.returncode}, errors {errors}\n{r.stderr[-1500:]}")
+    if errors:
+        print(f"     {errors[0]}")
+
     # Under torchrun: the launcher notices the dead rank and ends the job.
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--no-python",
                 a.bin, "train", cfg]
