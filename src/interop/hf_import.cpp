@@ -21,12 +21,16 @@ using nlohmann::json;
 
 namespace {
 
-json parse_json_file(const std::string& path) {
+// A top-level JSON object from a file's text; `origin` names the file in errors.
+json parse_json_object(const std::string& text, const std::string& origin) {
+  json j;
   try {
-    return json::parse(read_file(path), json_depth_limit("'" + path + "'"));
+    j = json::parse(text, json_depth_limit(origin));
   } catch (const json::exception& e) {
-    throw Error("'" + path + "' is not valid JSON: " + e.what());
+    throw Error(origin + " is not valid JSON: " + e.what());
   }
+  if (!j.is_object()) throw Error(origin + " must hold a JSON object");
+  return j;
 }
 
 // A sub-object of config.json (text_config, vision_config); absent or null means all defaults.
@@ -125,18 +129,6 @@ std::string basename_of(const std::string& dir) {
   fs::path p = fs::absolute(fs::path(dir)).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();
   return p.filename().string();
-}
-
-// A top-level JSON object from a file's text; `origin` names the file in errors.
-json parse_json_object(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(text, json_depth_limit(origin));
-  } catch (const json::exception& e) {
-    throw Error(origin + " is not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw Error(origin + " must hold a JSON object");
-  return j;
 }
 
 bool get_bool(const json& j, const char* key, bool fallback, const std::string& where) {
@@ -307,7 +299,8 @@ NamedTensors read_hf_weights(const std::string& dir) {
     return tensors;
   }
   if (fs::exists(index_path)) {
-    const json index = parse_json_file(index_path.string());
+    const std::string origin = "'" + index_path.string() + "'";
+    const json index = parse_json_object(read_file(index_path.string()), origin);
     if (!index.contains("weight_map") || !index["weight_map"].is_object())
       throw Error("'" + index_path.string() + "' has no weight_map");
     std::map<std::string, safetensors::File> shards;
