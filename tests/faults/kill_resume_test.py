@@ -65,9 +65,10 @@ def main():
     a = fc.parse_args(add_args)
     checks = fc.Checks("kill-resume" if a.ranks == 1 else f"kill-resume-{a.ranks}-ranks")
     rng = random.Random(20261127)
-    # Room for every kill (each lets a few steps through); self-distillation (EMA teacher, new heads) starts
-    # at 20% of the steps, so kills land on both sides of the phase change.
-    steps = 5 * a.kills
+    # Room for every kill (each lets a few steps through, more when a loaded machine makes the measured step
+    # time a poor guide; two-rank steps vary most); self-distillation (EMA teacher, new heads) starts at 20%
+    # of the steps, so kills land on both sides of the phase change.
+    steps = (5 if a.ranks == 1 else 10) * a.kills
 
     ref_cfg, ref_out = fc.write_config(a, "reference", steps, 1, sd_start=0.2, timeout=TIMEOUT_S)
     codes, run_time = run_job(a, ref_cfg, "reference")
