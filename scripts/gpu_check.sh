@@ -78,6 +78,33 @@ for k in ("image_embeds", "text_embeds"):
     print(k, d)
     assert d < 2e-3, (k, d)
 EOF
+# NaFlex positions on degenerate grids (one patch wide or tall, upsampled past the learned 8x8 grid): the
+# resize is explicit matrices (src/models/resize.cpp), so CPU and CUDA must agree on these too.
+"$BIN" -q import --init random --config configs/models/tiny_naflex.yaml --seed 4 --out "$work/tiny_naflex" >/dev/null
+python3 - "$work/naflex_inputs.safetensors" <<'EOF'
+import sys, torch
+from safetensors.torch import save_file
+shapes = [(64, 1), (2, 1), (9, 1), (1, 64), (1, 2), (16, 4), (3, 21), (8, 8)]
+g = torch.Generator().manual_seed(1)
+pv, mask = torch.zeros(len(shapes), 64, 192), torch.zeros(len(shapes), 64, dtype=torch.int32)
+for i, (h, w) in enumerate(shapes):
+    pv[i, : h * w] = torch.rand(h * w, 192, generator=g) * 2 - 1
+    mask[i, : h * w] = 1
+save_file({"pixel_values": pv, "pixel_attention_mask": mask, "spatial_shapes": torch.tensor(shapes)}, sys.argv[1])
+EOF
+for dev in cpu cuda; do
+  "$BIN" -q embed --model "$work/tiny_naflex" --inputs "$work/naflex_inputs.safetensors" --features \
+    --out "$work/naflex_$dev.safetensors" --device $dev
+done
+check "NaFlex degenerate grids (64x1, 2x1, 1x64, ...): CPU and CUDA agree (fp32, 2e-3)" python3 - "$work" <<'EOF'
+import sys
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1] + "/naflex_cpu.safetensors"), load_file(sys.argv[1] + "/naflex_cuda.safetensors")
+for k in ("image_embeds", "image_features"):
+    d = (a[k] - b[k]).abs().max().item()
+    print(k, d)
+    assert d < 2e-3, (k, d)
+EOF
 check "training steps on CUDA, every objective, fp32" \
   "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision fp32 --objectives sigmoid,locca,ssl
 check "training steps on CUDA, every objective, bf16" \

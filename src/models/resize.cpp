@@ -10,8 +10,6 @@
 namespace siglip2 {
 namespace {
 
-namespace F = torch::nn::functional;
-
 int64_t square_side(int64_t n, const std::string& what) {
   auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(n))));
   if (side * side != n) throw Error(what + ": " + std::to_string(n) + " positions are not a square grid");
@@ -24,21 +22,53 @@ int64_t fixed_grid(const VisionConfig& v) {
 
 }  // namespace
 
+at::Tensor linear_resize_weights(int64_t in, int64_t out, bool align_corners, bool antialias) {
+  TORCH_CHECK(in > 0 && out > 0, "linear_resize_weights: sizes must be positive, got ", in, " -> ", out);
+  const double scale = static_cast<double>(in) / static_cast<double>(out);
+  const double support = antialias ? std::max(scale, 1.0) : 1.0;
+  at::Tensor w = at::zeros({out, in}, at::kDouble);
+  auto acc = w.accessor<double, 2>();
+  for (int64_t i = 0; i < out; ++i) {
+    double centre = (static_cast<double>(i) + 0.5) * scale - 0.5;
+    if (align_corners) centre = out > 1 ? static_cast<double>(i * (in - 1)) / static_cast<double>(out - 1) : 0.0;
+    double sum = 0;
+    for (int64_t j = 0; j < in; ++j) {
+      acc[i][j] = std::max(0.0, 1.0 - std::abs(static_cast<double>(j) - centre) / support);
+      sum += acc[i][j];
+    }
+    TORCH_CHECK(sum > 0, "linear_resize_weights: output ", i, " has no input in its support");
+    for (int64_t j = 0; j < in; ++j) acc[i][j] /= sum;
+  }
+  return w;
+}
+
+at::Tensor resize_grid(const at::Tensor& grid, int64_t rows, int64_t cols, bool align_corners, bool antialias) {
+  TORCH_CHECK(grid.dim() >= 2, "resize_grid: a grid [H, W, ...] is needed, got ", grid.sizes());
+  const int64_t h = grid.size(0), w = grid.size(1);
+  const auto options = grid.options();
+  const at::Tensor wr = linear_resize_weights(h, rows, align_corners, antialias).to(options);
+  const at::Tensor wc = linear_resize_weights(w, cols, align_corners, antialias).to(options);
+  std::vector<int64_t> shape(grid.sizes().begin(), grid.sizes().end());
+  const at::Tensor flat = grid.reshape({h, w, -1});                             // [H, W, D]
+  at::Tensor r = at::matmul(wr, flat.reshape({h, -1})).reshape({rows, w, -1});  // [rows, W, D]
+  r = at::matmul(wc, r);                                                        // [rows, cols, D]
+  shape[0] = rows;
+  shape[1] = cols;
+  return r.reshape(shape);
+}
+
 at::Tensor resize_position_grid(const at::Tensor& positions, int64_t rows, int64_t cols) {
   const int64_t side = square_side(positions.size(0), "position embedding"), d = positions.size(1);
   if (rows == side && cols == side) return positions.clone();
-  at::Tensor grid = positions.to(at::kDouble).reshape({side, side, d}).permute({2, 0, 1}).unsqueeze(0);
-  at::Tensor r = F::interpolate(
-      grid,
-      F::InterpolateFuncOptions().size(std::vector<int64_t>{rows, cols}).mode(torch::kBilinear).align_corners(true));
-  return r.reshape({d, rows * cols}).transpose(0, 1).contiguous().to(positions.scalar_type());
+  const at::Tensor grid = positions.to(at::kDouble).reshape({side, side, d});
+  return resize_grid(grid, rows, cols, /*align_corners=*/true, /*antialias=*/false)
+      .reshape({rows * cols, d})
+      .to(positions.scalar_type());
 }
 
 at::Tensor bilinear_resize_matrix(int64_t p, int64_t n) {
-  at::Tensor basis = at::eye(p * p, at::kDouble).reshape({p * p, 1, p, p});
-  at::Tensor resized = F::interpolate(
-      basis, F::InterpolateFuncOptions().size(std::vector<int64_t>{n, n}).mode(torch::kBilinear).align_corners(false));
-  return resized.reshape({p * p, n * n}).transpose(0, 1).contiguous();
+  const at::Tensor w = linear_resize_weights(p, n, /*align_corners=*/false, /*antialias=*/false);  // [n, p]
+  return at::kron(w, w);  // [n*n, p*p]: output (r, c) from input (a, b) with weight w[r][a] * w[c][b]
 }
 
 at::Tensor pi_resize_patch_embedding(const at::Tensor& weight, int64_t new_patch) {

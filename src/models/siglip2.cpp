@@ -6,6 +6,8 @@
 #include <map>
 #include <utility>
 
+#include "models/resize.hpp"
+
 namespace siglip2 {
 
 // ------------------------------------------------------------------------------------------------
@@ -28,17 +30,12 @@ at::Tensor VisionEmbeddingsImpl::resized_positions(int64_t rows, int64_t cols) {
   const int64_t d = config.hidden_size;
   const int64_t side =
       static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(position_embedding->weight.size(0)))));
-  // Antialiased interpolation has no half-precision CPU kernel, and float32 is what HF uses on CPU.
-  at::Tensor grid = position_embedding->weight.reshape({side, side, d})
-                        .permute({2, 0, 1})
-                        .unsqueeze(0)
-                        .to(at::promote_types(position_embedding->weight.scalar_type(), at::kFloat));
-  at::Tensor r = torch::nn::functional::interpolate(grid, torch::nn::functional::InterpolateFuncOptions()
-                                                              .size(std::vector<int64_t>{rows, cols})
-                                                              .mode(torch::kBilinear)
-                                                              .align_corners(false)
-                                                              .antialias(true));
-  return r.reshape({d, rows * cols}).transpose(0, 1).to(position_embedding->weight.scalar_type());
+  // In (at least) float32, as transformers computes it; the weights are explicit (resize.hpp).
+  const at::Tensor grid = position_embedding->weight.reshape({side, side, d})
+                              .to(at::promote_types(position_embedding->weight.scalar_type(), at::kFloat));
+  return resize_grid(grid, rows, cols, /*align_corners=*/false, /*antialias=*/true)
+      .reshape({rows * cols, d})
+      .to(position_embedding->weight.scalar_type());
 }
 
 namespace {

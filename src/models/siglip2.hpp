@@ -38,7 +38,8 @@ struct VisionEmbeddingsImpl : torch::nn::Module {
   explicit VisionEmbeddingsImpl(const VisionConfig& c);
   at::Tensor forward(const VisionInput& in);
   // The learned (square) position table resized to a (rows, cols) grid: bilinear, antialiased,
-  // half-pixel centres (F.interpolate(align_corners=False, antialias=True)), in float32. [rows*cols, D].
+  // half-pixel centres (F.interpolate(align_corners=False, antialias=True) by its definition, as
+  // transformers computes it; resize.hpp linear_resize_weights), in float32. [rows*cols, D].
   at::Tensor resized_positions(int64_t rows, int64_t cols);
   VisionConfig config;
   torch::nn::Conv2d patch_conv{nullptr};    // fixed resolution: registered as "patch_embedding"

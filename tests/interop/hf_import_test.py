@@ -23,9 +23,9 @@ CASES = [
      ic.vision_config(48, 4, 2, 8, image_size=32), dict(batch=2)),
     ("siglip2-w64-p4-n16-proj64", True, ic.text_config(48, 2, 2, projection=64),
      ic.vision_config(64, 4, 3, 4, num_patches=16),
-     dict(shapes=[(4, 4), (2, 6), (6, 4), (1, 3), (5, 2)], max_patches=24)),
+     dict(shapes=[(4, 4), (2, 6), (6, 4), (1, 3), (5, 2), (6, 1), (2, 1)], max_patches=24)),
     ("siglip2-w32-p8-n64", True, ic.text_config(32, 2, 1), ic.vision_config(32, 2, 2, 8, num_patches=64),
-     dict(shapes=[(8, 8), (5, 12), (2, 3), (16, 4)], max_patches=64)),
+     dict(shapes=[(8, 8), (5, 12), (2, 3), (16, 4), (64, 1), (9, 1)], max_patches=64)),
 ]
 
 
@@ -159,7 +159,7 @@ def main():
         minimal = {"model_type": "siglip2" if naflex else "siglip", "text_config": text, "vision_config": vision}
         with open(os.path.join(hf_dir, "config.json"), "w") as f:
             json.dump(minimal, f)
-        spec = dict(shapes=[(16, 16), (10, 20), (3, 7)], max_patches=256) if naflex else dict(batch=2)
+        spec = dict(shapes=[(16, 16), (10, 20), (3, 7), (256, 1), (100, 1)], max_patches=256) if naflex else dict(batch=2)
         full_vision = dict(vision, patch_size=16, **({} if naflex else {"image_size": 224}))
         full_text = dict(text, max_position_embeddings=64)
         v, ids = make_inputs(naflex, full_text, full_vision, spec, seed=200 + naflex)

@@ -32,6 +32,48 @@ at::Tensor responses(const at::Tensor& x, const at::Tensor& w) {
   return at::matmul(x.flatten(1), w.flatten(1).transpose(0, 1));
 }
 
+TEST(LinearResizeWeights, ByHand) {
+  // Shrinking 8 -> 2 with antialias: centre 1.5, support 4, triangle 1 - |j - 1.5| / 4, normalised by 3.5.
+  at::Tensor w = linear_resize_weights(8, 2, /*align_corners=*/false, /*antialias=*/true);
+  at::Tensor row0 = at::tensor({0.625, 0.875, 0.875, 0.625, 0.375, 0.125, 0.0, 0.0}, at::kDouble) / 3.5;
+  EXPECT_TRUE(at::allclose(w[0], row0, 0, 1e-15)) << w;
+  EXPECT_TRUE(at::allclose(w[1], row0.flip(0), 0, 1e-15)) << w;
+  // Without antialias shrinking reads the two nearest samples only: centre 1.5 -> (1, 2) by halves.
+  at::Tensor plain = linear_resize_weights(8, 2, false, false);
+  EXPECT_TRUE(at::allclose(plain[0], at::tensor({0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0}, at::kDouble), 0, 1e-15));
+  // Growing 2 -> 4, half-pixel centres -0.25, 0.25, 0.75, 1.25 (edges clamped); antialias changes nothing.
+  at::Tensor up = at::tensor({1.0, 0.0, 0.75, 0.25, 0.25, 0.75, 0.0, 1.0}, at::kDouble).reshape({4, 2});
+  EXPECT_TRUE(at::allclose(linear_resize_weights(2, 4, false, true), up, 0, 1e-15));
+  EXPECT_TRUE(at::allclose(linear_resize_weights(2, 4, false, false), up, 0, 1e-15));
+  // Corner-aligned 2 -> 3 and 3 -> 1 (one output takes the first sample).
+  EXPECT_TRUE(at::allclose(linear_resize_weights(2, 3, true, false),
+                           at::tensor({1.0, 0.0, 0.5, 0.5, 0.0, 1.0}, at::kDouble).reshape({3, 2}), 0, 1e-15));
+  EXPECT_TRUE(
+      at::equal(linear_resize_weights(3, 1, true, false), at::tensor({1.0, 0.0, 0.0}, at::kDouble).reshape({1, 3})));
+  // One output of several inputs averages all of them (the support covers the whole axis).
+  EXPECT_TRUE(at::allclose(linear_resize_weights(4, 1, false, true).sum(), at::tensor(1.0, at::kDouble)));
+}
+
+TEST(NaflexPositions, OnePatchWideGridsByHand) {
+  // A table whose value is the row index: 8x8 -> 2x1 gives the two antialiased row means (LibTorch's
+  // interpolate gives 1.893 twice here), and 1x2 the same along columns of a column-index table.
+  VisionConfig c;
+  c.naflex = true;
+  c.num_patches = 64;
+  c.hidden_size = 2;
+  VisionEmbeddings e(c);
+  torch::NoGradGuard g;
+  at::Tensor row = at::arange(8, at::kFloat).reshape({8, 1}).expand({8, 8}).reshape({64});
+  at::Tensor col = at::arange(8, at::kFloat).reshape({1, 8}).expand({8, 8}).reshape({64});
+  e->position_embedding->weight.copy_(at::stack({row, col}, 1));
+  const double a = 6.625 / 3.5;
+  at::Tensor tall = e->resized_positions(2, 1), wide = e->resized_positions(1, 2);
+  EXPECT_TRUE(at::allclose(tall, at::tensor({a, 3.5, 7 - a, 3.5}, at::kFloat).reshape({2, 2}), 0, 1e-6)) << tall;
+  EXPECT_TRUE(at::allclose(wide, at::tensor({3.5, a, 3.5, 7 - a}, at::kFloat).reshape({2, 2}), 0, 1e-6)) << wide;
+  // The identity grid returns the table itself.
+  EXPECT_TRUE(at::allclose(e->resized_positions(8, 8), e->position_embedding->weight, 0, 1e-6));
+}
+
 TEST(ResizeMatrix, EqualsInterpolateOnAnyPatch) {
   at::Tensor b = bilinear_resize_matrix(5, 7);
   ASSERT_EQ(b.sizes(), (std::vector<int64_t>{49, 25}));
