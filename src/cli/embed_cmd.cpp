@@ -43,6 +43,35 @@ std::string shape_of(const at::Tensor& t) {
   return s + "]";
 }
 
+// NaFlex rows as transformers' processor writes them: image i fills the first h*w of the S positions
+// (spatial_shapes row i = (h, w), both positive) and its pixel_attention_mask row is h*w ones, then zeros.
+template <class Fail>
+void check_naflex_rows(const VisionInput& v, int64_t seq, const Fail& fail) {
+  const at::Tensor shapes = v.spatial_shapes.to(at::kCPU, at::kLong).contiguous();
+  const at::Tensor mask = v.pixel_attention_mask.defined()
+                              ? v.pixel_attention_mask.to(at::kCPU).ne(0).to(at::kLong).contiguous()
+                              : at::Tensor();
+  auto hw = shapes.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < shapes.size(0); ++i) {
+    const std::string row = " row " + std::to_string(i);
+    const int64_t h = hw[i][0], w = hw[i][1];
+    const std::string grid = std::to_string(h) + " x " + std::to_string(w);
+    if (h <= 0 || w <= 0) fail("spatial_shapes" + row + " is " + grid + ": patch rows and columns must be positive");
+    if (h * w > seq)
+      fail("spatial_shapes" + row + " is " + grid + " = " + std::to_string(h * w) + " patches, more than the " +
+           std::to_string(seq) + " positions of pixel_values");
+    if (!mask.defined()) continue;
+    const at::Tensor m = mask[i];
+    const int64_t ones = m.sum().item<int64_t>();
+    if (ones == 0) fail("pixel_attention_mask" + row + " is all zeros: image " + std::to_string(i) + " has no patches");
+    if (!m.slice(0, 0, ones).all().item<bool>())
+      fail("pixel_attention_mask" + row + " is not ones followed by zeros (padding must come last)");
+    if (ones != h * w)
+      fail("pixel_attention_mask" + row + " has " + std::to_string(ones) + " ones, but spatial_shapes" + row + " is " +
+           grid + " = " + std::to_string(h * w) + " patches");
+  }
+}
+
 // Checks tensors from --inputs against what the model takes; the messages name the tensor and the shape wanted.
 void check_inputs(const Inputs& in, const ModelConfig& m, const std::string& file) {
   const VisionInput& v = in.vision;
@@ -61,6 +90,7 @@ void check_inputs(const Inputs& in, const ModelConfig& m, const std::string& fil
       if (v.pixel_attention_mask.defined() && !v.pixel_attention_mask.sizes().equals({b, x.size(1)}))
         fail("pixel_attention_mask is " + shape_of(v.pixel_attention_mask) + ", expected [" + std::to_string(b) + ", " +
              std::to_string(x.size(1)) + "]");
+      check_naflex_rows(v, x.size(1), fail);
     } else {
       const int64_t s = m.vision.image_size;
       if (x.dim() != 4 || x.size(1) != m.vision.num_channels || x.size(2) != s || x.size(3) != s)
@@ -74,9 +104,11 @@ void check_inputs(const Inputs& in, const ModelConfig& m, const std::string& fil
   }
   if (in.input_ids.defined()) {
     const at::Tensor& ids = in.input_ids;
-    if (ids.dim() != 2 || ids.size(1) > m.text.max_position_embeddings)
-      fail("input_ids is " + shape_of(ids) +
-           "; expected [N, L] with L <= " + std::to_string(m.text.max_position_embeddings));
+    // The text tower pools the last position, so a shorter row is not the same text padded: refuse it.
+    const std::string length = std::to_string(m.text.max_position_embeddings);
+    if (ids.dim() != 2 || ids.size(1) != m.text.max_position_embeddings)
+      fail("input_ids is " + shape_of(ids) + "; this model's text tower takes [N, " + length + "]: pad each row to " +
+           length + " with the tokenizer's pad id, as the tokenizer does");
     if (at::isFloatingType(ids.scalar_type())) fail("input_ids must be integers");
     if (ids.numel() > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= m.text.vocab_size))
       fail("input_ids must lie in [0, " + std::to_string(m.text.vocab_size) + ")");
@@ -102,6 +134,11 @@ Inputs read_inputs(const std::string& file, const ModelConfig& m) {
     }
   }
   check_inputs(in, m, file);
+  if (m.vision.naflex && in.vision.pixel_values.defined() && !in.vision.pixel_attention_mask.defined()) {
+    // No mask given: the first h*w positions of each row are its patches (checked above), the rest padding.
+    const at::Tensor counts = in.vision.spatial_shapes.prod(1, /*keepdim=*/true);
+    in.vision.pixel_attention_mask = at::arange(in.vision.pixel_values.size(1), at::kLong).unsqueeze(0).lt(counts);
+  }
   return in;
 }
 
@@ -138,6 +175,12 @@ void run_embed(const EmbedArgs& a) {
     if (image.embeds.defined()) {
       out.emplace_back("image_features", image.features);
       out.emplace_back("image_last_hidden_state", image.last_hidden_state);
+      // NaFlex: which rows of image_last_hidden_state are patches, and their grid (row-major h x w).
+      if (in.vision.spatial_shapes.defined()) {
+        const at::Tensor shapes = in.vision.spatial_shapes.to(at::kCPU, at::kLong);
+        out.emplace_back("pixel_attention_mask", in.vision.pixel_attention_mask.to(at::kCPU).ne(0).to(at::kInt));
+        out.emplace_back("spatial_shapes", shapes.contiguous());
+      }
     }
     if (text.embeds.defined()) {
       out.emplace_back("text_features", text.features);
@@ -164,13 +207,15 @@ void add_embed_command(CLI::App& app) {
   cmd->add_option("--texts", args->texts, "texts (one argument each)");
   cmd->add_option("--inputs", args->inputs,
                   "safetensors file of preprocessed tensors: pixel_values, pixel_attention_mask, spatial_shapes, "
-                  "input_ids");
+                  "input_ids (padded to the model's text length; NaFlex rows as the HF processor writes them)");
   cmd->add_option("--out", args->out,
                   "output safetensors file: image_embeds, text_embeds, logits_per_image (and input_ids for --texts)")
       ->required();
   cmd->add_option("--max-num-patches", args->max_num_patches, "NaFlex: patches per image (default: the model's)");
   cmd->add_flag("--features", args->features,
-                "also write image_features/text_features (pooled, not normalised) and *_last_hidden_state");
+                "also write image_features/text_features (pooled, not normalised) and *_last_hidden_state; "
+                "for NaFlex also pixel_attention_mask [B, S] (1 = a patch row) and spatial_shapes [B, 2] (h, w): "
+                "image i's patch features are its first h*w rows, row-major");
   cmd->add_option("--batch-size", args->batch_size, "images or texts per forward pass")->capture_default_str();
   cmd->add_option("--device", args->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([args] { run_embed(*args); });

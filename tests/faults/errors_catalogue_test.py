@@ -82,6 +82,38 @@ def nothing(w, row_id):
     pass
 
 
+# ---- embed --inputs -----------------------------------------------------------------------------------
+
+
+def naflex_inputs(shapes, masks):
+    """tiny_naflex: 64 positions of 8 x 8 x 3 patches; masks given row by row."""
+    return {"pixel_values": torch.zeros(len(shapes), 64, 192), "spatial_shapes": torch.tensor(shapes),
+            "pixel_attention_mask": torch.tensor(masks, dtype=torch.int32)}
+
+
+def mask_row(ones, gap_at=None):
+    row = [1] * ones + [0] * (64 - ones)
+    if gap_at is not None:
+        row.insert(gap_at, 0)
+        row.pop()
+    return row
+
+
+INPUTS = {
+    "inputs-ids-width": ("ids10.safetensors", lambda: {"input_ids": torch.full((2, 10), 5, dtype=torch.int64)}),
+    "inputs-grid-too-big": ("big.safetensors", lambda: naflex_inputs([(9, 9)], [mask_row(64)])),
+    "inputs-mask-empty": ("empty.safetensors", lambda: naflex_inputs([(2, 2)], [mask_row(0)])),
+    "inputs-mask-gap": ("gap.safetensors", lambda: naflex_inputs([(2, 2)], [mask_row(4, gap_at=2)])),
+    "inputs-mask-count": ("count.safetensors", lambda: naflex_inputs([(2, 2), (2, 3)], [mask_row(4), mask_row(5)])),
+}
+
+
+@builder(*INPUTS)
+def embed_inputs(w, row_id):
+    name, make = INPUTS[row_id]
+    save_file(make(), os.path.join(w, name))
+
+
 # ---- safetensors ---------------------------------------------------------------------------------------
 
 
@@ -367,8 +399,10 @@ def setup(bin_, models, w):
     shutil.rmtree(w, ignore_errors=True)
     os.makedirs(w)
     shutil.copy(os.path.join(models, "tiny.yaml"), w)
+    shutil.copy(os.path.join(models, "tiny_naflex.yaml"), w)
     write(os.path.join(w, "base.yaml"), "base: tiny.yaml\ntrain:\n  total_steps: 10\nschedule:\n  warmup_steps: 2\n")
     for cmd in (["import", "--init", "random", "--config", "base.yaml", "--out", "model"],
+                ["import", "--init", "random", "--config", "tiny_naflex.yaml", "--out", "naflex.model"],
                 ["export", "model", "--format", "hf", "--out", "good.hf"]):
         r = subprocess.run([bin_, *cmd], cwd=w, capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
