@@ -18,11 +18,15 @@ struct ImageConfig {
   int64_t patch_size = 16;
   int64_t max_num_patches = 256;
   std::vector<int64_t> naflex_sequence_lengths;  // NaFlex training: one drawn per batch (empty: max_num_patches)
-  int64_t naflex_half_batch_length = 1024;        // batches this long or longer: half size, drawn twice as often
+  int64_t naflex_half_batch_length = 1024;       // batches this long or longer: half size, drawn twice as often
   // Decode large JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the result is still at least
   // as large as the resize target. Faster on photographs much larger than the target; the pixels then
   // differ slightly from the Hugging Face processors', so it is off by default.
   bool fast_decode = false;
+  // EXIF orientation tags are applied by default: the model then sees photos upright, as transformers'
+  // pipelines (load_image) show them at inference. Shards written by img2dataset carry no tag, so both
+  // settings give the same pixels there. "ignore" keeps the stored pixels (PIL Image.open, tf.io.decode_jpeg).
+  std::string exif_orientation = "apply";
 
   template <class V>
   void visit(V& v) {
@@ -45,6 +49,10 @@ struct ImageConfig {
     v("fast_decode", fast_decode,
       "decode large JPEGs at 1/2, 1/4 or 1/8 scale when still at least the resize target (faster; not "
       "bit-exact with the Hugging Face processors)");
+    v("exif_orientation", exif_orientation,
+      "apply: turn photos upright by their EXIF orientation tag, as transformers' pipelines do; ignore: keep "
+      "the stored pixels (boxes in KEY.json refer to the image as decoded)",
+      config::one_of({"apply", "ignore"}));
   }
   std::string check() const {
     if (!naflex_sequence_lengths.empty() && !naflex) return "naflex_sequence_lengths needs naflex: true";

@@ -64,7 +64,8 @@ at::Tensor stack_into(const std::vector<at::Tensor>& tensors, bool pinned) {
 
 }  // namespace
 
-at::Tensor decode_image_bytes(const std::string& bytes, const std::string& name_for_errors, int64_t reduction) {
+at::Tensor decode_image_bytes(const std::string& bytes, const std::string& name_for_errors, int64_t reduction,
+                              bool exif_orientation) {
   if (bytes.empty()) throw Error(name_for_errors + ": cannot decode image (empty file)");
   TORCH_CHECK(reduction == 1 || reduction == 2 || reduction == 4 || reduction == 8, "bad decode reduction ", reduction);
   // Only libjpeg scales while decoding; OpenCV would decode other formats fully and then resize.
@@ -77,7 +78,7 @@ at::Tensor decode_image_bytes(const std::string& bytes, const std::string& name_
   cv::Mat bgr;
   try {
     const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
-    bgr = cv::imdecode(buffer, flags | cv::IMREAD_IGNORE_ORIENTATION);
+    bgr = cv::imdecode(buffer, exif_orientation ? flags : flags | cv::IMREAD_IGNORE_ORIENTATION);
   } catch (const cv::Exception& e) {
     throw Error(name_for_errors + ": cannot decode image (" + e.what() + ")");
   }
@@ -95,13 +96,13 @@ int64_t decode_reduction(int64_t height, int64_t width, int64_t need_height, int
   return 1;
 }
 
-at::Tensor decode_image(const std::string& path) {
+at::Tensor decode_image(const std::string& path, bool exif_orientation) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot decode image (cannot open the file)");
   std::ostringstream bytes;
   bytes << in.rdbuf();
   if (in.bad()) throw Error(path + ": cannot decode image (read error)");
-  return decode_image_bytes(bytes.str(), path);
+  return decode_image_bytes(bytes.str(), path, 1, exif_orientation);
 }
 
 at::Tensor preprocess_fixed(const at::Tensor& rgb_hwc_u8, int64_t size, const std::string& resample) {

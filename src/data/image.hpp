@@ -12,12 +12,15 @@
 namespace siglip2 {
 
 // uint8 [H, W, 3] RGB. Alpha is dropped (not composited), grayscale and palette images are expanded.
-// EXIF orientation is NOT applied: PIL's Image.open does not apply it either, and HF processors see the
-// stored pixels. Throws siglip2::Error naming the file ("photo.jpg: cannot decode image (...)").
-at::Tensor decode_image(const std::string& path);
+// exif_orientation: turn the image upright by its EXIF orientation tag (all eight values), as
+// transformers' load_image (PIL's ImageOps.exif_transpose) does for its pipelines; false keeps the
+// stored pixels, as a bare PIL Image.open does. Throws siglip2::Error naming the file
+// ("photo.jpg: cannot decode image (...)").
+at::Tensor decode_image(const std::string& path, bool exif_orientation = true);
 // `reduction` 2, 4 or 8: a JPEG is decoded at that fraction of its size (libjpeg's DCT scaling, sides
 // rounded up); other formats, and 1, decode at full size.
-at::Tensor decode_image_bytes(const std::string& bytes, const std::string& name_for_errors, int64_t reduction = 1);
+at::Tensor decode_image_bytes(const std::string& bytes, const std::string& name_for_errors, int64_t reduction = 1,
+                              bool exif_orientation = true);
 
 // The largest reduction (8, 4, 2, else 1) that keeps a height x width image at least need_height x
 // need_width.

@@ -221,7 +221,8 @@ class Worker {
       if (!raw) break;
       ++state_.pulls;
       Sample sample;
-      const std::string reason = decode_sample(*raw, s_.config.max_pixels, sample, state_.skipped, reduction_);
+      const std::string reason = decode_sample(*raw, s_.config.max_pixels, sample, state_.skipped, reduction_,
+                                               s_.image.exif_orientation == "apply");
       if (!reason.empty()) {
         const int64_t count = ++state_.skipped[reason];
         s_.reporter.report(reason, raw->shard + ":" + raw->key, count);

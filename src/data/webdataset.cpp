@@ -138,7 +138,7 @@ std::vector<Region> parse_regions(const std::string& json_text, int64_t& bad_box
 }
 
 std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out, SkipCounts& skipped,
-                          const DecodeReduction& reduction) {
+                          const DecodeReduction& reduction, bool exif_orientation) {
   if (raw.too_large) return skip::kEntryTooLarge;
   if (raw.image_ext.empty()) return skip::kNoImage;
   if (!raw.caption || is_blank(*raw.caption)) return skip::kNoCaption;
@@ -167,7 +167,7 @@ std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out,
   if (size->width * size->height > max_pixels) return skip::kTooManyPixels;
   try {
     const int64_t r = reduction ? reduction(size->height, size->width) : 1;
-    out.image = decode_image_bytes(raw.image, raw.shard + ":" + raw.key + "." + raw.image_ext, r);
+    out.image = decode_image_bytes(raw.image, raw.shard + ":" + raw.key + "." + raw.image_ext, r, exif_orientation);
   } catch (const std::exception&) {
     return skip::kUndecodable;
   }

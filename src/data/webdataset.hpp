@@ -84,8 +84,9 @@ using DecodeReduction = std::function<int64_t(int64_t height, int64_t width)>;
 
 // Checks a raw sample and decodes its image. Returns "" and fills `out`, or the skip reason. The pixel
 // limit is checked from the image header, before decoding. Dropped regions are added to skipped[kBadBox].
+// exif_orientation: see decode_image_bytes.
 std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out, SkipCounts& skipped,
-                          const DecodeReduction& reduction = nullptr);
+                          const DecodeReduction& reduction = nullptr, bool exif_orientation = true);
 
 // What `siglip2 data inspect` prints: every sample read, checked and decoded.
 struct ShardStats {
