@@ -13,8 +13,10 @@ echo "== set-up and build (scripts/setup.sh)"
 scripts/setup.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "torch==2.11.0" transformers \
-    safetensors sentencepiece pillow >"$log" 2>&1; then
+# The transformers and tokenizers versions the tests pin (scripts/requirements-test.txt). No sentencepiece or
+# protobuf: the export carries its tokenizer as tokenizer.json.
+if ! $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "torch==2.11.0" \
+    "transformers==5.24.0" "tokenizers==0.23.3" safetensors pillow >"$log" 2>&1; then
   cat "$log" >&2
   exit 1
 fi

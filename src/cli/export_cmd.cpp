@@ -27,6 +27,8 @@ void add_export_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--vision-only", args->options.vision_only,
                 "export the image tower alone (SiglipVisionModel / Siglip2VisionModel)");
+  cmd->add_flag("--no-tokenizer", args->options.no_tokenizer,
+                "write the weights and processor files without the tokenizer files");
   cmd->add_flag("--overwrite", args->options.overwrite, "replace an existing output directory");
   cmd->callback([args] { export_hf(args->model_dir, args->out, args->options); });
 }

@@ -15,6 +15,7 @@
 #include "common/logging.hpp"
 #include "common/safetensors.hpp"
 #include "interop/hf_import.hpp"
+#include "interop/hf_tokenizer_json.hpp"
 
 namespace siglip2 {
 namespace fs = std::filesystem;
@@ -199,12 +200,23 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
     if (o.vision_only && name.rfind("vision_model.", 0) != 0) continue;
     out.emplace_back(name, by_name.at(name).to(dtype));
   }
-  bool with_tokenizer = !o.vision_only && !tokenizer_model.empty();
-  if (!o.vision_only && tokenizer_model.empty())
+  bool with_tokenizer = !o.vision_only && !o.no_tokenizer && !tokenizer_model.empty();
+  if (!o.vision_only && !o.no_tokenizer && tokenizer_model.empty())
     log_warn("'" + model_dir + "' has no tokenizer model: the export has no tokenizer files");
   if (with_tokenizer && !fs::exists(tokenizer_model))
     throw Error("the tokenizer model of '" + model_dir + "' (" + tokenizer_model + ") does not exist");
   const std::string tokenizer_bytes = with_tokenizer ? read_file(tokenizer_model) : std::string();
+  // SigLIP 2 style tokenizers travel as tokenizer.json (exact in a transformers without sentencepiece);
+  // SigLIP 1's keeps SiglipTokenizer over spiece.model (its nmt_nfkc charsmap has no exact tokenizer.json).
+  HfTokenizerFiles json_files;
+  if (with_tokenizer && !config.tokenizer.siglip1) {
+    try {
+      json_files = hf_tokenizer_files(SentencePieceModel::parse(tokenizer_bytes, tokenizer_model), config.tokenizer,
+                                      config.model.vision.naflex, "'" + model_dir + "'");
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + "; or export with --no-tokenizer");
+    }
+  }
 
   write_dir_atomic(out_dir, o.overwrite, [&](const std::string& tmp) {
     safetensors::save(tmp + "/model.safetensors", out, {{"format", "pt"}});
@@ -214,9 +226,15 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
       // The vocabulary file names the tokenizer classes look for (VOCAB_FILES_NAMES).
       const char* vocab = config.tokenizer.siglip1 ? "spiece.model" : "tokenizer.model";
       write_file_atomic(tmp + "/" + vocab, tokenizer_bytes);
-      SpecialTokens special = special_tokens(config.tokenizer, tokenizer_model);
-      write_file_atomic(tmp + "/tokenizer_config.json", hf_tokenizer_config_json(config.tokenizer, special));
-      write_file_atomic(tmp + "/special_tokens_map.json", hf_special_tokens_json(config.tokenizer, special));
+      if (config.tokenizer.siglip1) {
+        SpecialTokens special = special_tokens(config.tokenizer, tokenizer_model);
+        write_file_atomic(tmp + "/tokenizer_config.json", hf_tokenizer_config_json(config.tokenizer, special));
+        write_file_atomic(tmp + "/special_tokens_map.json", hf_special_tokens_json(config.tokenizer, special));
+      } else {
+        write_file_atomic(tmp + "/tokenizer.json", json_files.tokenizer_json);
+        write_file_atomic(tmp + "/tokenizer_config.json", json_files.tokenizer_config_json);
+        write_file_atomic(tmp + "/special_tokens_map.json", json_files.special_tokens_map_json);
+      }
     }
   });
   log_info("exported " + std::to_string(out.size()) + " tensors (" + o.dtype + ") to '" + out_dir + "' as " +

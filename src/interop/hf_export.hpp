@@ -15,6 +15,7 @@ struct HfExportOptions {
   std::string dtype = "float32";  // float32 or bfloat16: the stored weights and config.json torch_dtype
   bool vision_only = false;
   bool overwrite = false;
+  bool no_tokenizer = false;  // no tokenizer files (for a tokenizer that tokenizer.json cannot express)
 };
 
 // config.json, preprocessor_config.json, tokenizer_config.json and special_tokens_map.json texts.

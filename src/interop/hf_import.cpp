@@ -232,7 +232,8 @@ TokenizerConfig tokenizer_config_from_hf_json(const std::string& json_text, cons
   const std::string where = origin + " ";
   const std::string cls = get_string(t, "tokenizer_class", where);
   bool siglip1;
-  if (cls.find("Gemma") != std::string::npos || cls.find("Siglip2") != std::string::npos) {
+  if (cls.find("Gemma") != std::string::npos || cls.find("Siglip2") != std::string::npos ||
+      cls == "TokenizersBackend" || cls == "PreTrainedTokenizerFast") {  // what export writes with tokenizer.json
     siglip1 = false;
   } else if (cls.rfind("SiglipTokenizer", 0) == 0) {
     siglip1 = true;

@@ -12,7 +12,8 @@ from PIL import Image
 
 import interop_common as ic
 
-LABELS = ["a photo of a cat", "a photo of a dog", "an astronaut", "two red circles", "a plate of food"]
+# Mixed case: the exported tokenizer.json must lowercase as our tokenizer does.
+LABELS = ["A Photo of a CAT", "a photo of a dog", "An Astronaut", "TWO RED CIRCLES", "a plate of food"]
 
 
 def train_tokenizer(workdir, vocab):
@@ -24,6 +25,7 @@ def train_tokenizer(workdir, vocab):
     spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=model, vocab_size=vocab,
                                    model_type="bpe", byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
                                    character_coverage=1.0, add_dummy_prefix=False, hard_vocab_limit=False,
+                                   normalization_rule_name="identity", remove_extra_whitespaces=False,
                                    minloglevel=2)
     return model + ".model"
 
