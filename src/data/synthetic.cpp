@@ -272,7 +272,7 @@ SynthSummary write_synthetic(const SynthConfig& c) {
                              " --hard_vocab_limit=false --byte_fallback=true --character_coverage=1.0"
                              // Gemma's settings (SigLIP 2): exported as an exact tokenizer.json
                              " --normalization_rule_name=identity --add_dummy_prefix=false"
-                             " --remove_extra_whitespaces=false --split_digits=true"
+                             " --remove_extra_whitespaces=false"
                              " --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3 --pad_piece=<pad> --eos_piece=<eos>"
                              " --bos_piece=<bos> --unk_piece=<unk> --num_threads=1 --minloglevel=2";
     const auto status = sentencepiece::SentencePieceTrainer::Train(args);
