@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,11 @@ struct SynthArgs {
   std::string out;
   int64_t train_shards = 8, eval_shards = 2, per_shard = 256, seed = 0, image_size = 128, vocab_size = 512;
   bool no_tokenizer = false;
+};
+
+struct TokenizerArgs {
+  std::string corpus, out;
+  int64_t vocab_size = 512;
 };
 
 struct InspectArgs {
@@ -72,6 +78,16 @@ void run_synth(const SynthArgs& a) {
   if (!s.eval_pattern.empty())
     std::printf("eval:  %lld samples  %s\n", static_cast<long long>(s.eval_samples), s.eval_pattern.c_str());
   if (c.tokenizer) std::printf("tokenizer: %s/tokenizer.model\n", c.out.c_str());
+}
+
+void run_tokenizer(const TokenizerArgs& a) {
+  std::ifstream in(a.corpus);
+  if (!in) throw Error("tokenizer corpus '" + a.corpus + "' cannot be read");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  train_tokenizer(lines, a.out, a.vocab_size);
+  std::printf("tokenizer: %s (%zu lines)\n", a.out.c_str(), lines.size());
 }
 
 void run_inspect(const InspectArgs& a) {
@@ -158,6 +174,9 @@ void run_bench(const BenchArgs& a) {
 void run_synth(const SynthArgs&) {
   no_pipeline();
 }
+void run_tokenizer(const TokenizerArgs&) {
+  no_pipeline();
+}
 void run_inspect(const InspectArgs& a) {
   if (!a.sheet.empty() && !SIGLIP2_CONFIG_OPENCV) throw UsageError("data inspect --sheet: this build has no OpenCV");
   no_pipeline();
@@ -185,6 +204,15 @@ void add_data_command(CLI::App& app) {
   cmd->add_option("--vocab-size", synth->vocab_size, "sentencepiece vocabulary size")->capture_default_str();
   cmd->add_flag("--no-tokenizer", synth->no_tokenizer, "do not train tokenizer.model");
   cmd->callback([synth] { run_synth(*synth); });
+
+  auto tokenizer = std::make_shared<TokenizerArgs>();
+  cmd = data->add_subcommand("tokenizer",
+                             "train a sentencepiece tokenizer with Gemma's settings on a text file (one text a line)");
+  cmd->add_option("--corpus", tokenizer->corpus, "UTF-8 text file, one text per line (lowercased for training)")
+      ->required();
+  cmd->add_option("--out", tokenizer->out, "output model file (NAME.model)")->required();
+  cmd->add_option("--vocab-size", tokenizer->vocab_size, "vocabulary size")->capture_default_str();
+  cmd->callback([tokenizer] { run_tokenizer(*tokenizer); });
 
   auto inspect = std::make_shared<InspectArgs>();
   cmd = data->add_subcommand(

@@ -203,6 +203,36 @@ SynthExample make_synthetic_example(DataRng& rng, int64_t image_size, int64_t jp
   return e;
 }
 
+void train_tokenizer(const std::vector<std::string>& corpus, const std::string& model_path, int64_t vocab_size) {
+  const std::string suffix = ".model";
+  if (model_path.size() <= suffix.size() ||
+      model_path.compare(model_path.size() - suffix.size(), suffix.size(), suffix))
+    throw UsageError("tokenizer: the output must end in .model, got '" + model_path + "'");
+  if (corpus.empty()) throw UsageError("tokenizer: the corpus has no text");
+  const std::string prefix = model_path.substr(0, model_path.size() - suffix.size());
+  const std::string corpus_path = prefix + ".corpus.txt";
+  std::string text;
+  for (auto line : corpus) {
+    std::transform(line.begin(), line.end(), line.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    text += line + "\n";
+  }
+  write_text(corpus_path, text);
+  // Gemma's special ids (pad 0, eos 1, bos 2, unk 3) and settings (SigLIP 2): BPE, byte fallback for any
+  // other text, identity normalisation, no dummy prefix, spaces kept; exported as an exact tokenizer.json.
+  const std::string args = "--input=" + corpus_path + " --model_prefix=" + prefix +
+                           " --model_type=bpe --vocab_size=" + std::to_string(vocab_size) +
+                           " --hard_vocab_limit=false --byte_fallback=true --character_coverage=1.0"
+                           " --normalization_rule_name=identity --add_dummy_prefix=false"
+                           " --remove_extra_whitespaces=false"
+                           " --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3 --pad_piece=<pad> --eos_piece=<eos>"
+                           " --bos_piece=<bos> --unk_piece=<unk> --num_threads=1 --minloglevel=2";
+  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  std::error_code ec;
+  fs::remove(corpus_path, ec);
+  fs::remove(prefix + ".vocab", ec);
+  if (!status.ok()) throw Error("tokenizer: training the sentencepiece model failed (" + status.ToString() + ")");
+}
+
 SynthSummary write_synthetic(const SynthConfig& c) {
   if (c.out.empty()) throw UsageError("synthetic data: no output directory");
   if (c.train_shards < 1 || c.eval_shards < 0 || c.per_shard < 1 || c.image_size < 16)
@@ -259,27 +289,7 @@ SynthSummary write_synthetic(const SynthConfig& c) {
       for (int j = k; j < k + 10; ++j) line += " " + std::to_string(j) + " :";
       corpus.push_back(line);
     }
-    const fs::path corpus_path = out / "tokenizer_corpus.txt";
-    std::string text;
-    for (auto line : corpus) {
-      std::transform(line.begin(), line.end(), line.begin(), [](unsigned char ch) { return std::tolower(ch); });
-      text += line + "\n";
-    }
-    write_text(corpus_path, text);
-    // Gemma's special ids (pad 0, eos 1, bos 2, unk 3); byte fallback covers any other text.
-    const std::string args = "--input=" + corpus_path.string() + " --model_prefix=" + (out / "tokenizer").string() +
-                             " --model_type=bpe --vocab_size=" + std::to_string(c.vocab_size) +
-                             " --hard_vocab_limit=false --byte_fallback=true --character_coverage=1.0"
-                             // Gemma's settings (SigLIP 2): exported as an exact tokenizer.json
-                             " --normalization_rule_name=identity --add_dummy_prefix=false"
-                             " --remove_extra_whitespaces=false"
-                             " --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3 --pad_piece=<pad> --eos_piece=<eos>"
-                             " --bos_piece=<bos> --unk_piece=<unk> --num_threads=1 --minloglevel=2";
-    const auto status = sentencepiece::SentencePieceTrainer::Train(args);
-    fs::remove(corpus_path, ec);
-    fs::remove(out / "tokenizer.vocab", ec);
-    if (!status.ok())
-      throw Error("synthetic data: training the sentencepiece model failed (" + status.ToString() + ")");
+    train_tokenizer(corpus, (out / "tokenizer.model").string(), c.vocab_size);
   }
 
   nlohmann::json info;

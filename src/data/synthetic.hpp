@@ -43,6 +43,9 @@ struct SynthSummary {
   int64_t train_samples = 0, eval_samples = 0;
 };
 
+// Trains a sentencepiece model with Gemma's settings on `corpus` (lowercased) into model_path (NAME.model).
+void train_tokenizer(const std::vector<std::string>& corpus, const std::string& model_path, int64_t vocab_size);
+
 // Writes OUT/train/NNNNNN.tar, OUT/eval/NNNNNN.tar, OUT/classnames.txt, OUT/templates.txt,
 // OUT/tokenizer.model and OUT/info.json. Throws siglip2::Error on I/O failures.
 SynthSummary write_synthetic(const SynthConfig& config);

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""The demo's real data: the 1,797 handwritten-digit scans that scikit-learn ships (sklearn.datasets.load_digits,
+8x8 grey levels from 43 writers), made into WebDataset shards for every objective of the recipe.
+
+    python3 scripts/make_digits.py --out runs/demo/data [--seed 0] [--size 64]
+
+Writes, all a function of the seed:
+  train/NNNNNN.tar   single digits (caption + one region) and scenes of 2-4 different digits on a larger canvas
+                     (caption naming them left to right, a box and region caption per digit), from the scans of
+                     the first 1,500 images
+  eval/000000.tar    each of the other 297 scans once, with its class (KEY.cls): zero-shot and retrieval
+  scenes/000000.tar  held-out scenes built from those 297 scans, with boxes: referring-expression accuracy
+  classnames.txt, templates.txt   zero-shot classes ("zero" ... "nine") and prompts
+  corpus.txt         every training text, prompt and LocCa box text: `siglip2 data tokenizer` trains on it
+Each digit is rendered with a random size, position, ink and paper colour, and light noise, then stored as JPEG.
+"""
+import argparse
+import io
+import json
+import os
+import tarfile
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TEMPLATES = ["a handwritten digit {}.", "the number {}.", "a scan of a handwritten {}."]
+CAPTIONS = ["a handwritten digit {w}", "the number {w}", "a scan of a handwritten {w}", "the digit {d}",
+            "a {w} written by hand"]
+HELD_OUT = 1500  # scans with this index or higher are never trained on
+
+
+def colours(rng):
+    """Dark ink on light paper or the reverse."""
+    level = rng.integers(0, 32) if rng.random() < 0.5 else rng.integers(224, 256)
+    paper = np.full(3, level)
+    ink = np.full(3, 255 - level)
+    return paper.astype(np.float64), ink.astype(np.float64)
+
+
+def stamp(canvas, scan, box, ink):
+    """Draws the 8x8 scan (0..16) into canvas[y0:y1, x0:x1] with bilinear upsampling, blending ink by intensity."""
+    x0, y0, x1, y1 = box
+    alpha = np.asarray(Image.fromarray((scan * 255 / 16).astype(np.uint8)).resize((x1 - x0, y1 - y0),
+                                                                                    Image.BILINEAR)) / 255.0
+    region = canvas[y0:y1, x0:x1]
+    canvas[y0:y1, x0:x1] = region * (1 - alpha[..., None]) + ink * alpha[..., None]
+
+
+def jpeg(canvas, rng):
+    canvas = canvas + rng.normal(0, 3, canvas.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def single(scan, label, size, rng):
+    paper, ink = colours(rng)
+    canvas = np.ones((size, size, 3)) * paper
+    side = int(rng.integers(size * 5 // 8, size + 1))
+    x0, y0 = (int(rng.integers(0, size - side + 1)) for _ in range(2))
+    stamp(canvas, scan, (x0, y0, x0 + side, y0 + side), ink)
+    caption = CAPTIONS[int(rng.integers(len(CAPTIONS)))].format(w=WORDS[label], d=label)
+    region = {"box": [x0 / size, y0 / size, (x0 + side) / size, (y0 + side) / size],
+              "caption": f"the digit {WORDS[label]}"}
+    return jpeg(canvas, rng), caption, [region]
+
+
+def scene(scans, labels, size, rng):
+    """2-4 different digits side by side, no overlaps; caption left to right."""
+    n = len(scans)
+    paper, ink = colours(rng)
+    canvas = np.ones((size, size, 3)) * paper
+    slot = size // n
+    boxes = []
+    for i in range(n):
+        side = int(rng.integers(max(8, slot * 5 // 8), slot + 1))
+        x0 = i * slot + int(rng.integers(0, slot - side + 1))
+        y0 = int(rng.integers(0, size - side + 1))
+        stamp(canvas, scans[i], (x0, y0, x0 + side, y0 + side), ink)
+        boxes.append([x0 / size, y0 / size, (x0 + side) / size, (y0 + side) / size])
+    names = [WORDS[l] for l in labels]
+    caption = ("the digits " + ", ".join(names[:-1]) + " and " + names[-1] + " from left to right")
+    regions = [{"box": b, "caption": f"the digit {WORDS[l]}"} for b, l in zip(boxes, labels)]
+    return jpeg(canvas, rng), caption, regions
+
+
+def draw_scene(pool_images, pool_labels, size, rng):
+    n = int(rng.integers(2, 5))
+    labels = [int(l) for l in rng.choice(10, size=n, replace=False)]
+    scans = [pool_images[rng.choice(np.flatnonzero(pool_labels == l))] for l in labels]
+    return scene(scans, labels, size, rng), labels
+
+
+def add(tar, name, data):
+    data = data.encode() if isinstance(data, str) else data
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shard(path, samples):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tarfile.open(path + ".tmp", "w") as tar:
+        for key, files in samples:
+            for ext, data in files:
+                add(tar, f"{key}.{ext}", data)
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int, default=64, help="image side in pixels")
+    ap.add_argument("--train-shards", type=int, default=8)
+    ap.add_argument("--per-shard", type=int, default=600)
+    ap.add_argument("--scenes", type=int, default=100, help="held-out scenes")
+    a = ap.parse_args()
+    digits = load_digits()
+    images, labels = digits.images, digits.target
+    train_images, train_labels = images[:HELD_OUT], labels[:HELD_OUT]
+    test_images, test_labels = images[HELD_OUT:], labels[HELD_OUT:]
+    corpus = []
+
+    for shard in range(a.train_shards):
+        rng = np.random.default_rng([a.seed, 0, shard])
+        samples = []
+        for i in range(a.per_shard):
+            if rng.random() < 0.7:
+                k = int(rng.integers(len(train_images)))
+                (img, caption, regions) = single(train_images[k], int(train_labels[k]), a.size, rng)
+            else:
+                (img, caption, regions), _ = draw_scene(train_images, train_labels, a.size, rng)
+            corpus.append(caption)
+            corpus.extend(r["caption"] for r in regions)
+            samples.append((f"{shard:06d}_{i:06d}", [("jpg", img), ("txt", caption), ("json", json.dumps(
+                {"regions": regions}))]))
+        write_shard(os.path.join(a.out, "train", f"{shard:06d}.tar"), samples)
+
+    rng = np.random.default_rng([a.seed, 1])
+    samples = []
+    for k in range(len(test_images)):
+        img, caption, regions = single(test_images[k], int(test_labels[k]), a.size, rng)
+        samples.append((f"eval_{k:06d}", [("jpg", img), ("txt", caption), ("json", json.dumps({"regions": regions})),
+                                         ("cls", str(int(test_labels[k])))]))
+    write_shard(os.path.join(a.out, "eval", "000000.tar"), samples)
+
+    rng = np.random.default_rng([a.seed, 2])
+    samples = []
+    for k in range(a.scenes):
+        (img, caption, regions), _ = draw_scene(test_images, test_labels, a.size, rng)
+        samples.append((f"scene_{k:06d}", [("jpg", img), ("txt", caption), ("json", json.dumps({"regions": regions}))]))
+    write_shard(os.path.join(a.out, "scenes", "000000.tar"), samples)
+
+    with open(os.path.join(a.out, "classnames.txt"), "w") as f:
+        f.write("\n".join(WORDS) + "\n")
+    with open(os.path.join(a.out, "templates.txt"), "w") as f:
+        f.write("\n".join(TEMPLATES) + "\n")
+    corpus += [t.format(w) for t in TEMPLATES for w in WORDS]
+    corpus += ["cap: aref: gcap: " + " ".join(f"{j} :" for j in range(k, k + 10)) for k in range(0, 500, 10)]
+    with open(os.path.join(a.out, "corpus.txt"), "w") as f:
+        f.write("\n".join(corpus) + "\n")
+    print(f"train: {a.train_shards * a.per_shard} samples in {a.train_shards} shards; eval: {len(test_images)} "
+          f"held-out scans; scenes: {a.scenes} held-out scenes; corpus: {len(corpus)} lines")
+
+
+if __name__ == "__main__":
+    main()
