@@ -104,11 +104,23 @@ with tarfile.open(os.path.join(out, "data", "eval", "000000.tar")) as tar:
     key = sorted(n for n in members if n.endswith(".jpg"))[0][:-4]
     image = Image.open(io.BytesIO(tar.extractfile(members[key + ".jpg"]).read())).convert("RGB")
     label = int(tar.extractfile(members[key + ".cls"]).read())
-pipe = transformers.pipeline("zero-shot-image-classification", model=os.path.join(out, "hf"), device="cpu")
-result = pipe(image, candidate_labels=words, hypothesis_template="a handwritten digit {}.")
-print(f"transformers pipeline on held-out scan {key} (a handwritten '{words[label]}'):")
-for r in result[:3]:
-    print(f"  {r['score']:.4f}  {r['label']}")
+# What the zero-shot-image-classification pipeline computes (sigmoid of logits_per_image), written out: the
+# pipeline pads SigLIP texts to 64 tokens and, in transformers 5.24, drops its tokenizer_kwargs, so it cannot
+# run a model with 16 text positions.
+import torch
+hf = os.path.join(out, "hf")
+model = transformers.AutoModel.from_pretrained(hf).eval()
+length = model.config.text_config.max_position_embeddings
+inputs = dict(transformers.AutoImageProcessor.from_pretrained(hf)(images=image, return_tensors="pt"))
+inputs.update(transformers.AutoTokenizer.from_pretrained(hf)([f"a handwritten digit {w}." for w in words],
+                                                               padding="max_length", max_length=length,
+                                                               truncation=True, return_tensors="pt"))
+with torch.no_grad():
+    probs = torch.sigmoid(model(**inputs).logits_per_image[0])
+print(f"transformers (AutoModel, AutoImageProcessor, AutoTokenizer) on held-out scan {key} "
+      f"(a handwritten '{words[label]}'):")
+for p, w in sorted(zip(probs.tolist(), words), reverse=True)[:3]:
+    print(f"  {p:.4f}  {w}")
 ev = json.load(open(os.path.join(out, "eval.json")))
 print(f"zero-shot accuracy on {ev['images']} held-out scans: top-1 {100 * ev['top1']:.1f}%, "
       f"top-5 {100 * ev['top5']:.1f}% ({ev['classes']} classes, chance {100 * ev['chance_top1']:.1f}%)")

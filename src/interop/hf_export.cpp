@@ -237,6 +237,11 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
       }
     }
   });
+  if (with_tokenizer && config.model.text.max_position_embeddings != 64)
+    log_warn("the text tower has " + std::to_string(config.model.text.max_position_embeddings) +
+             " positions; transformers' zero-shot-image-classification pipeline pads SigLIP texts to 64 tokens and "
+             "cannot run this export: tokenize with max_length=" +
+             std::to_string(config.model.text.max_position_embeddings) + " and call the model");
   log_info("exported " + std::to_string(out.size()) + " tensors (" + o.dtype + ") to '" + out_dir + "' as " +
            (o.vision_only ? (config.model.vision.naflex ? "Siglip2VisionModel" : "SiglipVisionModel")
                           : (config.model.vision.naflex ? "Siglip2Model" : "SiglipModel")));
