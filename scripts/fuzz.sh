@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (tests/fuzz) with clang into build-fuzz/ and runs each for SECONDS,
 # starting from its seed corpus (tests/fuzz/corpus/TARGET, which holds the regression inputs too)
 # and its dictionary (tests/fuzz/TARGET.dict).
-#   scripts/fuzz.sh [SECONDS=30] [TARGET...]      targets: safetensors run_config hf_config hf_preprocessing shard
+#   scripts/fuzz.sh [SECONDS=30] [TARGET...]      targets: safetensors run_config hf_config hf_preprocessing shard sentencepiece_model
 # Prints, per target, the inputs tried and whether anything was found; exits 1 on a finding, whose
 # input is kept in build-fuzz/findings/TARGET/ (replay: build-fuzz/tests/fuzz/fuzz_TARGET FILE).
 # New inputs that reach new code go to build-fuzz/corpus/TARGET/ and are reused by the next run.
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-30}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(safetensors run_config hf_config hf_preprocessing shard)
+((${#targets[@]})) || targets=(safetensors run_config hf_config hf_preprocessing shard sentencepiece_model)
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
 PY=${PYTHON:-python3}
@@ -34,7 +34,7 @@ for t in "${targets[@]}"; do
   bin="$BUILD_DIR/tests/fuzz/fuzz_$t"
   seeds="tests/fuzz/corpus/$t"
   if [ ! -x "$bin" ] || [ ! -d "$seeds" ]; then
-    echo "fuzz: unknown target '$t' (safetensors run_config hf_config hf_preprocessing shard)" >&2
+    echo "fuzz: unknown target '$t' (safetensors run_config hf_config hf_preprocessing shard sentencepiece_model)" >&2
     exit 2
   fi
   work="$BUILD_DIR/corpus/$t"

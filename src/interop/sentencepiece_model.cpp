@@ -85,6 +85,38 @@ class WireReader {
   const std::string& name_;
 };
 
+// protobuf `string` fields are UTF-8; a piece that is not would corrupt tokenizer.json.
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<uint8_t>(s[i]);
+    size_t n;  // continuation bytes
+    uint32_t cp;
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      n = 1, cp = b & 0x1F;
+    } else if ((b & 0xF0) == 0xE0) {
+      n = 2, cp = b & 0x0F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 3, cp = b & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto c = static_cast<uint8_t>(s[i + k]);
+      if ((c & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 int32_t as_int32(uint64_t v) {
   return static_cast<int32_t>(static_cast<uint32_t>(v));  // protobuf int32: two's complement, low 32 bits
 }
@@ -97,6 +129,7 @@ SentencePieceModel::Piece read_piece(WireReader& r, const std::string& bytes) {
       r.expect(wire, 2, "SentencePiece.piece");
       const auto [b, e] = r.delimited();
       p.piece = bytes.substr(b, e - b);
+      if (!valid_utf8(p.piece)) r.fail("a piece that is not UTF-8");
     } else if (field == 2) {
       r.expect(wire, 5, "SentencePiece.score");
       const uint32_t bits = r.fixed32();
@@ -142,6 +175,7 @@ void read_normalizer_spec(WireReader& r, const std::string& bytes, SentencePiece
       r.expect(wire, 2, "NormalizerSpec.name/precompiled_charsmap");
       const auto [b, e] = r.delimited();
       (field == 1 ? m.normalizer_name : m.precompiled_charsmap) = bytes.substr(b, e - b);
+      if (field == 1 && !valid_utf8(m.normalizer_name)) r.fail("a normalizer name that is not UTF-8");
     } else if (field >= 3 && field <= 5) {
       r.expect(wire, 0, "a NormalizerSpec flag");
       bool* flags[] = {&m.add_dummy_prefix, &m.remove_extra_whitespaces, &m.escape_whitespaces};

@@ -94,6 +94,31 @@ def hf_seeds():
     put("hf_config", "regress-int_overflow", '{"model_type": "siglip", "text_config": {"hidden_size": 1e300}}')
 
 
+def sentencepiece_seeds():
+    """Small models trained here (Gemma's settings; a unigram with a dummy prefix), and broken copies."""
+    import os
+    import tempfile
+
+    import sentencepiece as spm
+    words = "a photo of the cat dog red blue digit three seven straße ελλάδα 東京 1234".split()
+    lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(6)) for i in range(200)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, extra in (("gemma", dict(model_type="bpe", byte_fallback=True, normalization_rule_name="identity",
+                                            add_dummy_prefix=False, remove_extra_whitespaces=False)),
+                            ("unigram", dict(normalization_rule_name="identity"))):  # no 240 kB charsmap
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=os.path.join(tmp, name),
+                                           vocab_size=400, hard_vocab_limit=False, character_coverage=1.0, minloglevel=2, pad_id=0, eos_id=1,
+                                           bos_id=2, unk_id=3, **extra)
+            data = open(os.path.join(tmp, name + ".model"), "rb").read()
+            put("sentencepiece_model", name, data)
+            if name == "gemma":
+                put("sentencepiece_model", "truncated", data[: len(data) // 2])
+                put("sentencepiece_model", "wrong_wire_type", b"\x09" + data[1:])
+    # A finding of the fuzzer (30 s), replayed by every run: a piece that is not UTF-8 escaped as a JSON
+    # type_error when tokenizer.json was written.
+    put("sentencepiece_model", "regress-piece_not_utf8", b"\x0a\x03\x0a\x01\xff")
+
+
 def special(content):
     return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
             "special": True}
@@ -172,3 +197,4 @@ if __name__ == "__main__":
     hf_seeds()
     hf_preprocessing_seeds()
     shard_seeds()
+    sentencepiece_seeds()
