@@ -118,8 +118,7 @@ std::string hf_preprocessor_json(const ImageConfig& img) {
 }
 
 SpecialTokens special_tokens(const TokenizerConfig& t, const std::string& model_file) {
-  SpecialTokens s =
-      t.siglip1 ? SpecialTokens{"", "</s>", "</s>", "<unk>"} : SpecialTokens{"<bos>", "<eos>", "<pad>", "<unk>"};
+  SpecialTokens s{"", "</s>", "</s>", "<unk>"};  // SigLIP 1: no BOS, pad = eos = </s>
 #if SIGLIP2_CONFIG_SENTENCEPIECE
   if (model_file.empty()) return s;
   sentencepiece::SentencePieceProcessor sp;
@@ -130,23 +129,14 @@ SpecialTokens special_tokens(const TokenizerConfig& t, const std::string& model_
   s.eos = piece(static_cast<int>(t.eos_id), s.eos);
   s.pad = piece(static_cast<int>(t.pad_id), s.pad);
   s.unk = piece(sp.unk_id(), s.unk);
-  if (!t.siglip1) s.bos = piece(sp.bos_id(), s.bos);
 #endif
   return s;
 }
 
 std::string hf_tokenizer_config_json(const TokenizerConfig& t, const SpecialTokens& s) {
+  // SiglipTokenizer (hf_interop.md §5.2): pad = eos = </s>, lowercased, punctuation stripped by the class.
   ordered_json j;
-  if (t.siglip1) {
-    // SiglipTokenizer (hf_interop.md §5.2): pad = eos = </s>, lowercased, punctuation stripped by the class.
-    j["tokenizer_class"] = "SiglipTokenizer";
-  } else {
-    // Gemma (hf_interop.md §5.1): no BOS, EOS appended, right padding (GemmaTokenizer defaults to left).
-    j["tokenizer_class"] = "GemmaTokenizer";
-    j["add_bos_token"] = false;
-    j["add_eos_token"] = true;
-    j["bos_token"] = s.bos;
-  }
+  j["tokenizer_class"] = "SiglipTokenizer";
   j["eos_token"] = s.eos;
   j["pad_token"] = s.pad;
   j["unk_token"] = s.unk;
@@ -157,9 +147,8 @@ std::string hf_tokenizer_config_json(const TokenizerConfig& t, const SpecialToke
   return dump(j);
 }
 
-std::string hf_special_tokens_json(const TokenizerConfig& t, const SpecialTokens& s) {
+std::string hf_special_tokens_json(const TokenizerConfig&, const SpecialTokens& s) {
   ordered_json j;
-  if (!t.siglip1) j["bos_token"] = s.bos;
   j["eos_token"] = s.eos;
   j["pad_token"] = s.pad;
   j["unk_token"] = s.unk;

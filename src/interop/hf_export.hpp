@@ -21,8 +21,9 @@ struct HfExportOptions {
 // config.json, preprocessor_config.json, tokenizer_config.json and special_tokens_map.json texts.
 std::string hf_config_json(const ModelBundleConfig& config, const HfExportOptions& options);
 std::string hf_preprocessor_json(const ImageConfig& image);
-// The special tokens' strings: read from the sentencepiece model when there is one (a model trained
-// here names its pieces as it likes), else Gemma's / SigLIP 1's standard names.
+// SigLIP 1 tokenizer files (SiglipTokenizer over spiece.model; SigLIP 2 style tokenizers are exported as
+// tokenizer.json, hf_tokenizer_json.hpp). The special tokens' strings are read from the sentencepiece model
+// when there is one (a model trained here names its pieces as it likes), else SigLIP 1's standard names.
 struct SpecialTokens {
   std::string bos, eos, pad, unk;
 };

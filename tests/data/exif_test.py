@@ -22,19 +22,13 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import transformers
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
+from interop_common import Checks  # noqa: E402
 from transformers import (Siglip2Config, Siglip2ImageProcessor, Siglip2Model, SiglipConfig, SiglipImageProcessor,
                           SiglipModel)
 from transformers.image_utils import load_image
 
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-        self.passed += bool(ok)
-        self.failed += not ok
 
 
 def photo(height, width):

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
+from interop_common import Checks  # noqa: E402
 from tokenizer_corpus import corpus  # noqa: E402
 
 HF_SIDE = r'''
@@ -47,15 +48,6 @@ for job in jobs:
 json.dump(out, open(sys.argv[2], "w"))
 '''
 
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-        self.passed += bool(ok)
-        self.failed += not ok
 
 
 def train(workdir, texts):

@@ -26,20 +26,12 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import transformers
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
+from interop_common import Checks  # noqa: E402
 from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model
 from transformers.models.siglip2.modeling_siglip2 import Siglip2VisionEmbeddings
 
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
 
 
 def axis_weights(n_in, n_out):
