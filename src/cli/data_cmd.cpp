@@ -208,7 +208,9 @@ void add_data_command(CLI::App& app) {
   auto tokenizer = std::make_shared<TokenizerArgs>();
   cmd = data->add_subcommand("tokenizer",
                              "train a sentencepiece tokenizer with Gemma's settings on a text file (one text a line)");
-  cmd->add_option("--corpus", tokenizer->corpus, "UTF-8 text file, one text per line (lowercased for training)")
+  cmd->add_option("--corpus", tokenizer->corpus,
+                  "UTF-8 text file, one text per line (lowercased for training, as tokenizer.lowercase: unicode "
+                  "lowercases every text the model is given)")
       ->required();
   cmd->add_option("--out", tokenizer->out, "output model file (NAME.model)")->required();
   cmd->add_option("--vocab-size", tokenizer->vocab_size, "vocabulary size")->capture_default_str();
