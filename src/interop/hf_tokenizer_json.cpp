@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "common/error.hpp"
+#include "data/text_normalize.hpp"
 
 namespace siglip2 {
 namespace {
@@ -31,6 +32,20 @@ std::vector<size_t> char_boundaries(const std::string& s) {
   return out;
 }
 
+}  // namespace
+
+std::string siglip2_tokenizer_problem(const SentencePieceModel& m, const TokenizerConfig& t, const std::string& where) {
+  if (t.lowercase != "unicode")
+    return "tokenizer.lowercase " + t.lowercase + where + " (transformers' Siglip2Tokenizer always lowercases)";
+  if (m.add_dummy_prefix) return "add_dummy_prefix" + where + " (Siglip2Tokenizer adds none)";
+  if (m.remove_extra_whitespaces) return "remove_extra_whitespaces" + where + " (Siglip2Tokenizer keeps every space)";
+  if (!m.escape_whitespaces) return "escape_whitespaces false" + where;
+  if (!m.byte_fallback) return "byte_fallback false" + where + " (Siglip2Tokenizer falls back to bytes)";
+  return "";
+}
+
+namespace {
+
 // Refuses what tokenizers cannot reproduce; the message names the setting and what to do.
 void check_expressible(const SentencePieceModel& m, const TokenizerConfig& t, bool naflex, const std::string& name) {
   auto refuse = [&](const std::string& what) {
@@ -48,23 +63,27 @@ void check_expressible(const SentencePieceModel& m, const TokenizerConfig& t, bo
            "' (tokenizers applies a precompiled charsmap per grapheme and differs on combining marks; train with "
            "--normalization_rule_name=identity, as Gemma's tokenizer is)");
   if (m.treat_whitespace_as_suffix) refuse("treat_whitespace_as_suffix");
+  const auto user_defined = std::find_if(m.pieces.begin(), m.pieces.end(),
+                                         [](const auto& p) { return p.type == PieceType::kUserDefined; });
+  // tokenizers normalises the text between added tokens piece by piece: a dummy prefix or whitespace removal
+  // would apply around each user-defined piece, sentencepiece applies it once to the whole text.
+  if (user_defined != m.pieces.end() && (m.add_dummy_prefix || m.remove_extra_whitespaces))
+    refuse(std::string(m.add_dummy_prefix ? "add_dummy_prefix" : "remove_extra_whitespaces") +
+           " with user-defined pieces ('" + user_defined->piece + "')");
   for (const auto& p : m.pieces) {
-    if (p.type == PieceType::kUserDefined) refuse("user-defined piece '" + p.piece + "'");
+    // sentencepiece matches user-defined pieces in the raw text; with spaces in them its whitespace rules and
+    // tokenizers' added-token split would interact differently.
+    if (p.type == PieceType::kUserDefined &&
+        (p.piece.find(' ') != std::string::npos || p.piece.find(kSpaceSymbol) != std::string::npos))
+      refuse("user-defined piece '" + p.piece + "' with a space in it");
     if (p.type == PieceType::kUnused) refuse("unused piece '" + p.piece + "'");
   }
   if (std::count_if(m.pieces.begin(), m.pieces.end(), [](const auto& p) { return p.type == PieceType::kUnknown; }) != 1)
     refuse("the model must have exactly one unknown piece");
   if (naflex) {
     // transformers builds Siglip2Tokenizer for model_type siglip2 whatever tokenizer_config.json says.
-    if (t.lowercase != "unicode")
-      refuse("tokenizer.lowercase " + t.lowercase +
-             " in a NaFlex export (transformers' Siglip2Tokenizer always "
-             "lowercases)");
-    if (m.add_dummy_prefix) refuse("add_dummy_prefix in a NaFlex export (Siglip2Tokenizer adds none)");
-    if (m.remove_extra_whitespaces)
-      refuse("remove_extra_whitespaces in a NaFlex export (Siglip2Tokenizer keeps every space)");
-    if (!m.escape_whitespaces) refuse("escape_whitespaces false in a NaFlex export");
-    if (!m.byte_fallback) refuse("byte_fallback false in a NaFlex export (Siglip2Tokenizer falls back to bytes)");
+    const std::string problem = siglip2_tokenizer_problem(m, t, " in a NaFlex export");
+    if (!problem.empty()) refuse(problem);
   }
 }
 
@@ -113,9 +132,21 @@ ordered_json merges(const SentencePieceModel& m) {
   return out;
 }
 
-ordered_json added_token(size_t id, const std::string& content) {
-  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
-          {"rstrip", false}, {"normalized", false}, {"special", true}};
+// Control pieces are special and matched in the raw text (split_special_tokens in tokenizer_config.json keeps a
+// "<eos>" typed in a text plain text, as sentencepiece does). User-defined pieces are plain added tokens matched
+// in the normalised text: src/data/tokenizer.cpp lowercases before sentencepiece matches them, so "<H1>" in a
+// text is the piece "<h1>". (transformers' own conversion matches them before lowercasing instead.)
+ordered_json added_token(size_t id, const std::string& content, bool special) {
+  return {{"id", id},        {"content", content},      {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", !special}, {"special", special}};
+}
+
+// The text sentencepiece sees is lowercased first, so a user-defined piece that lowercasing changes never
+// matches; as an added token, tokenizers would normalise it and match it.
+bool reachable_after_lowercasing(const std::string& piece, const TokenizerConfig& t) {
+  if (t.lowercase == "unicode") return unicode_lower(piece, false) == piece;
+  if (t.lowercase == "ascii") return ascii_lower(piece) == piece;
+  return true;
 }
 
 std::string dump(const ordered_json& j) {
@@ -141,7 +172,9 @@ HfTokenizerFiles hf_tokenizer_files(const SentencePieceModel& m, const Tokenizer
     if (p.type == PieceType::kUnknown) unk = p.piece;
     if (p.type == PieceType::kControl || p.type == PieceType::kUnknown || static_cast<int64_t>(i) == t.pad_id ||
         static_cast<int64_t>(i) == t.eos_id)
-      added.push_back(added_token(i, p.piece));
+      added.push_back(added_token(i, p.piece, true));
+    else if (p.type == PieceType::kUserDefined && reachable_after_lowercasing(p.piece, t))
+      added.push_back(added_token(i, p.piece, false));
   }
 
   ordered_json vocab = ordered_json::object();
@@ -189,11 +222,18 @@ HfTokenizerFiles hf_tokenizer_files(const SentencePieceModel& m, const Tokenizer
   j["decoder"] = {{"type", "Sequence"}, {"decoders", decoders}};
   j["model"] = model;
 
+  HfTokenizerFiles files = hf_tokenizer_config_files(t, eos, pad, unk, "TokenizersBackend");
+  files.tokenizer_json = dump(j);
+  return files;
+}
+
+HfTokenizerFiles hf_tokenizer_config_files(const TokenizerConfig& t, const std::string& eos, const std::string& pad,
+                                           const std::string& unk, const std::string& tokenizer_class) {
   // TokenizersBackend uses tokenizer.json as it is. add_bos_token / add_eos_token must not appear (transformers
   // would rewrite the post-processor); split_special_tokens keeps "<eos>" inside a text plain text, as
   // sentencepiece encodes it; Siglip2Tokenizer (NaFlex exports) pads on the left unless told.
   ordered_json c;
-  c["tokenizer_class"] = "TokenizersBackend";
+  c["tokenizer_class"] = tokenizer_class;
   c["backend"] = "tokenizers";
   c["bos_token"] = nullptr;
   c["eos_token"] = eos;
@@ -211,7 +251,7 @@ HfTokenizerFiles hf_tokenizer_files(const SentencePieceModel& m, const Tokenizer
   s["eos_token"] = eos;
   s["pad_token"] = pad;
   s["unk_token"] = unk;
-  return {dump(j), dump(c), dump(s)};
+  return {"", dump(c), dump(s)};
 }
 
 }  // namespace siglip2

@@ -1,6 +1,7 @@
 """corpus() -> the texts of the tokenizer.json parity test (tokenizer_json_test.py): mixed case, CJK, right-to-left
 scripts, emoji sequences, combining marks, ligatures, full-width forms, runs of spaces, tabs and newlines, control
-characters, empty text, texts over 64 tokens, digits, special-token strings inside text."""
+characters, empty text, texts over 64 tokens, digits, special-token strings inside text, user-defined pieces
+(USER_DEFINED, as Gemma's) in every case and next to other text."""
 import random
 
 WORDS = {
@@ -22,7 +23,16 @@ WORDS = {
     "rep": "aaaa aaaaaaa .... !!!! ???? 0000000 hahaha hahahahaha lololol ---- ____ ==== ~~~~ ababab abcabc".split(),
 }
 
+# User-defined pieces of the test's Gemma-style model: sentencepiece keeps each as one piece wherever it appears.
+# "<Mixed>" has an upper-case letter: after lowercasing no text contains it.
+USER_DEFINED = ["<start_of_turn>", "<end_of_turn>", "<h1>", "</h1>", "\n\n", "\t\t", "[multimodal]", "<unused0>",
+                "<Mixed>"]
+WORDS["user"] = USER_DEFINED + ["<START_OF_TURN>", "<H1>", "[MULTIMODAL]", "<mixed>", "<MIXED>", "\n\n\n", "\t\t\t"]
+
 FIXED = [
+    "<start_of_turn>user\nhello<end_of_turn>", "<START_OF_TURN>User", "<h1>Title</h1> <H1>x</H1>", "a<h1>b</h1>c",
+    "\n\n\n", "\t\t\t\t\t", "<unused0><unused0><unused0>", "[multimodal] [MULTIMODAL] [Multimodal]",
+    "<h1 > < h1> <h1", "<Mixed> <mixed> <MIXED>", "word<start_of_turn>word", "\n\n<h1>\n\n",
     "", " ", "  ", "\t", "\n", "\r\n", " \t\n ", "a", "A", ".", "!!!", "...", "▁", "▁▁▁", " ▁ ", "<eos>", "</s>",
     "<pad>", "<unk>", "<bos>", "<0x41>", "a photo of a cat", "A Photo Of A CAT on the STREET.",
     "  leading and trailing spaces  ", "tabs\tand\nnewlines\r\n and  double  spaces", "a  b   c    d",

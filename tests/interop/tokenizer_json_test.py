@@ -7,8 +7,11 @@ tokenizer.model itself).
         --models configs/models --workdir DIR
 
 Sentencepiece models trained here:
-  gemma     BPE, byte fallback, identity normalisation, no dummy prefix, spaces kept (Gemma's settings, SigLIP 2)
-  prefixed  the same with sentencepiece's whitespace defaults (dummy prefix, extra spaces removed)
+  gemma     BPE, byte fallback, identity normalisation, no dummy prefix, spaces kept, user-defined pieces (Gemma's
+            settings, SigLIP 2)
+  prefixed  the same with sentencepiece's whitespace defaults (dummy prefix, extra spaces removed), no
+            user-defined pieces
+  prefixed_ud  the same with user-defined pieces: refused (tokenizers normalises between added tokens)
   defaults  sentencepiece's defaults: unigram, nmt_nfkc, dummy prefix
   nfkc_bpe  BPE with the default nmt_nfkc rule (what `siglip2 data synth` trained before)
 For each with {fixed resolution, NaFlex} and lowercase {unicode, ascii, none}: either the export's
@@ -30,7 +33,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 from interop_common import Checks  # noqa: E402
-from tokenizer_corpus import corpus  # noqa: E402
+from tokenizer_corpus import USER_DEFINED, corpus  # noqa: E402
 
 HF_SIDE = r'''
 import sys
@@ -57,10 +60,12 @@ def train(workdir, texts):
     ids = dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
                unk_piece="<unk>")
     common = dict(input=path, hard_vocab_limit=False, minloglevel=2, character_coverage=0.9995, vocab_size=900, **ids)
-    gemma = dict(model_type="bpe", byte_fallback=True, normalization_rule_name="identity", split_digits=True)
+    gemma = dict(model_type="bpe", byte_fallback=True, normalization_rule_name="identity", split_digits=True,
+                 user_defined_symbols=USER_DEFINED)
     settings = {
         "gemma": dict(gemma, add_dummy_prefix=False, remove_extra_whitespaces=False, allow_whitespace_only_pieces=True),
-        "prefixed": dict(gemma),
+        "prefixed": dict(gemma, user_defined_symbols=[]),
+        "prefixed_ud": dict(gemma),
         "defaults": dict(),
         "nfkc_bpe": dict(model_type="bpe", byte_fallback=True),
     }
@@ -77,6 +82,8 @@ def expected_refusal(model, naflex, lowercase):
         return "model_type unigram"
     if model == "nfkc_bpe":
         return "normalization rule 'nmt_nfkc'"
+    if model == "prefixed_ud":
+        return "add_dummy_prefix with user-defined pieces"
     if naflex and lowercase != "unicode":
         return f"tokenizer.lowercase {lowercase} in a NaFlex export"
     if naflex and model == "prefixed":
