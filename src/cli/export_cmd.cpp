@@ -29,6 +29,10 @@ void add_export_command(CLI::App& app) {
                 "export the image tower alone (SiglipVisionModel / Siglip2VisionModel)");
   cmd->add_flag("--no-tokenizer", args->options.no_tokenizer,
                 "write the weights and processor files without the tokenizer files");
+  cmd->add_flag("--regenerate-tokenizer", args->options.regenerate_tokenizer,
+                "generate tokenizer.json from tokenizer.model even for an imported model whose original tokenizer.json "
+                "still applies (transformers' own conversion matches user-defined pieces such as '<h1>' before "
+                "lowercasing, training after)");
   cmd->add_flag("--overwrite", args->options.overwrite, "replace an existing output directory");
   cmd->callback([args] { export_hf(args->model_dir, args->out, args->options); });
 }

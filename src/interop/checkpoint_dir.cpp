@@ -12,6 +12,7 @@
 #include "common/fs.hpp"
 #include "common/logging.hpp"
 #include "common/safetensors.hpp"
+#include "data/tokenizer_files.hpp"
 #include "interop/hf_import.hpp"
 
 namespace siglip2 {
@@ -188,7 +189,8 @@ void write_dir_atomic(const std::string& dir, bool overwrite, const std::functio
 }
 
 void save_model_dir(const std::string& dir, ModelBundleConfig config, const NamedTensors& tensors,
-                    const std::string& tokenizer_model, bool overwrite) {
+                    const std::string& tokenizer_model, bool overwrite,
+                    std::vector<std::pair<std::string, std::string>> extra_files) {
   std::string problem = config.check();
   if (!problem.empty()) throw ConfigError("model directory '" + dir + "': " + problem);
   check_tensors(expected_hf_tensors(config.model), tensors, "the weights for '" + dir + "'");
@@ -196,6 +198,8 @@ void save_model_dir(const std::string& dir, ModelBundleConfig config, const Name
   if (!tokenizer_model.empty()) {
     tokenizer_bytes = read_file(tokenizer_model);
     config.tokenizer.model_file = "tokenizer.model";
+    if (extra_files.empty())
+      for (const auto& [name, path] : tokenizer_companions(tokenizer_model)) extra_files.emplace_back(name, read_file(path));
   } else if (!config.tokenizer.model_file.empty() && fs::path(config.tokenizer.model_file).is_relative()) {
     log_warn("tokenizer.model_file '" + config.tokenizer.model_file + "' is relative and was not copied into '" + dir +
              "'; the directory is written without a tokenizer model");
@@ -204,6 +208,7 @@ void save_model_dir(const std::string& dir, ModelBundleConfig config, const Name
   write_dir_atomic(dir, overwrite, [&](const std::string& tmp) {
     safetensors::save(tmp + "/model.safetensors", tensors, {{"format", "pt"}});
     if (!tokenizer_model.empty()) write_file_atomic(tmp + "/tokenizer.model", tokenizer_bytes);
+    for (const auto& [name, bytes] : extra_files) write_file_atomic(tmp + "/" + name, bytes);
     std::string yaml =
         "# siglip2-cpp model directory: model.safetensors holds the weights under their\n"
         "# Hugging Face names; `siglip2 export DIR --format hf` writes a transformers checkpoint.\n";

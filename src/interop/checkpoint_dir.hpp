@@ -66,9 +66,11 @@ void check_output_dir(const std::string& dir, bool overwrite);
 void write_dir_atomic(const std::string& dir, bool overwrite, const std::function<void(const std::string&)>& fill);
 
 // Writes a model directory. `tensors` must hold every parameter (HF names); `tokenizer_model` is a
-// sentencepiece file to copy as tokenizer.model ("" = none: then config.tokenizer.model_file is kept).
+// sentencepiece file to copy as tokenizer.model ("" = none: then config.tokenizer.model_file is kept), with
+// its companions (src/data/tokenizer_files.hpp) unless `extra_files` (name, bytes) are given instead.
 void save_model_dir(const std::string& dir, ModelBundleConfig config, const NamedTensors& tensors,
-                    const std::string& tokenizer_model = "", bool overwrite = false);
+                    const std::string& tokenizer_model = "", bool overwrite = false,
+                    std::vector<std::pair<std::string, std::string>> extra_files = {});
 
 // The parameters of a model, in the order named_parameters() gives them.
 NamedTensors model_tensors(Siglip2ModelImpl& model);

@@ -16,6 +16,7 @@
 #include "common/safetensors.hpp"
 #include "interop/hf_import.hpp"
 #include "interop/hf_tokenizer_json.hpp"
+#include "interop/hf_tokenizer_kept.hpp"
 
 namespace siglip2 {
 namespace fs = std::filesystem;
@@ -163,7 +164,8 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
   NamedTensors tensors;
   std::string tokenizer_model;
   std::string what;
-  if (is_hf_dir(model_dir)) {
+  const bool hf_dir = is_hf_dir(model_dir);
+  if (hf_dir) {
     HfCheckpoint hf = read_hf_checkpoint(model_dir);
     config = hf.config;
     tensors = std::move(hf.tensors);
@@ -197,13 +199,30 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
   const std::string tokenizer_bytes = with_tokenizer ? read_file(tokenizer_model) : std::string();
   // SigLIP 2 style tokenizers travel as tokenizer.json (exact in a transformers without sentencepiece);
   // SigLIP 1's keeps SiglipTokenizer over spiece.model (its nmt_nfkc charsmap has no exact tokenizer.json).
+  // An imported checkpoint's own tokenizer.json is written unchanged where it still applies
+  // (src/interop/hf_tokenizer_kept.hpp); otherwise one is generated from tokenizer.model.
   HfTokenizerFiles json_files;
   if (with_tokenizer && !config.tokenizer.siglip1) {
+    SentencePieceModel sp;
     try {
-      json_files = hf_tokenizer_files(SentencePieceModel::parse(tokenizer_bytes, tokenizer_model), config.tokenizer,
-                                      config.model.vision.naflex, "'" + model_dir + "'");
+      sp = SentencePieceModel::parse(tokenizer_bytes, tokenizer_model);
     } catch (const Error& e) {
       throw Error(std::string(e.what()) + "; or export with --no-tokenizer");
+    }
+    std::string why_not;
+    std::optional<HfTokenizerFiles> kept;
+    if (!o.regenerate_tokenizer)
+      kept = kept_tokenizer_files(tokenizer_model, sp, config.tokenizer, config.model.vision.naflex, hf_dir, &why_not);
+    if (kept) {
+      json_files = std::move(*kept);
+      log_info("tokenizer.json: the imported original, unchanged");
+    } else {
+      if (!why_not.empty()) log_warn("not writing the imported tokenizer.json: " + why_not + "; generating one");
+      try {
+        json_files = hf_tokenizer_files(sp, config.tokenizer, config.model.vision.naflex, "'" + model_dir + "'");
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) + "; or export with --no-tokenizer");
+      }
     }
   }
 

@@ -16,6 +16,10 @@ struct HfExportOptions {
   bool vision_only = false;
   bool overwrite = false;
   bool no_tokenizer = false;  // no tokenizer files (for a tokenizer that tokenizer.json cannot express)
+  // Generate tokenizer.json from tokenizer.model even where an imported original applies
+  // (src/interop/hf_tokenizer_kept.hpp): exact where transformers' conversion matched user-defined pieces before
+  // lowercasing.
+  bool regenerate_tokenizer = false;
 };
 
 // config.json, preprocessor_config.json, tokenizer_config.json and special_tokens_map.json texts.

@@ -14,6 +14,8 @@
 #include "common/json_limits.hpp"
 #include "common/logging.hpp"
 #include "common/safetensors.hpp"
+#include "data/tokenizer_files.hpp"
+#include "interop/hf_tokenizer_kept.hpp"
 
 namespace siglip2 {
 namespace fs = std::filesystem;
@@ -413,7 +415,16 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir, const std:
     f32.emplace_back(name, t.to(at::kFloat));
     params += t.numel();
   }
-  save_model_dir(out_dir, hf.config, f32, hf.tokenizer_model, overwrite);
+  // The directory's own tokenizer.json travels with the model, exported unchanged while the settings are
+  // (src/interop/hf_tokenizer_kept.hpp).
+  std::vector<std::pair<std::string, std::string>> kept;
+  const fs::path original = fs::path(hf_dir) / kKeptTokenizerJson;
+  if (!hf.tokenizer_model.empty() && !hf.config.tokenizer.siglip1 && fs::is_regular_file(original)) {
+    kept.emplace_back(kKeptTokenizerJson, read_file(original.string()));
+    kept.emplace_back(kTokenizerOrigin, tokenizer_origin_json(fs::absolute(hf_dir).lexically_normal().string(),
+                                                              hf.config.tokenizer));
+  }
+  save_model_dir(out_dir, hf.config, f32, hf.tokenizer_model, overwrite, kept);
   log_info("imported " + std::to_string(f32.size()) + " tensors (" + std::to_string(params) + " parameters, " +
            (hf.config.model.vision.naflex ? "NaFlex" : "fixed resolution") + ") from '" + hf_dir + "' into '" +
            out_dir + "'");

@@ -11,6 +11,7 @@
 #include "common/fs.hpp"
 #include "common/logging.hpp"
 #include "common/safetensors.hpp"
+#include "data/tokenizer_files.hpp"
 
 namespace siglip2 {
 
@@ -132,6 +133,8 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointContents
     write_file_synced((tmp / "trainer_state.json").string(), c.state.to_json().dump(2) + "\n");
     write_file_synced((tmp / "config.yaml").string(), c.config_yaml);
     if (!c.tokenizer_model.empty()) write_file_synced((tmp / "tokenizer.model").string(), read_file(c.tokenizer_model));
+    for (const auto& [name, path] : tokenizer_companions(c.tokenizer_model))
+      write_file_synced((tmp / name).string(), read_file(path));
     fsync_directory(tmp.string());
   } catch (...) {
     std::error_code ec;
