@@ -16,6 +16,7 @@
 #include "train/eval.hpp"
 #if SIGLIP2_CONFIG_SENTENCEPIECE
 #include "data/tokenizer.hpp"
+#include "data/shard_list.hpp"
 #endif
 
 namespace siglip2::cli {
@@ -36,6 +37,7 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([args] {
     RunConfig cfg = config::load<RunConfig>(args->config, args->overrides);
     if (cfg.eval.shards.empty()) throw ConfigError(args->config + ": eval.shards is empty: nothing to evaluate on");
+    check_shard_files("eval.shards", cfg.eval.shards, expand_braces(cfg.eval.shards), 0.0);
 #if SIGLIP2_CONFIG_SENTENCEPIECE
     ModelBundle bundle = load_any_model(args->model);
     TokenizerConfig tc = bundle.config.tokenizer;

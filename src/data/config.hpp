@@ -167,6 +167,8 @@ struct LoaderConfig {
   int64_t max_entry_bytes = 256 * 1024 * 1024;
   int64_t open_retries = 3;
   int64_t retry_delay_ms = 200;
+  double max_failed_shards = 0.5;  // share of a rank's last 20 shard opens that may fail before the run stops
+  int64_t stall_timeout_s = 900;   // no batch for this long stops the run (0: wait forever)
   bool locca = true;
   bool ssl_views = false;
   LoccaTargetsConfig locca_targets;
@@ -190,6 +192,12 @@ struct LoaderConfig {
     v("max_entry_bytes", max_entry_bytes, "tar entries larger than this are skipped unread", greater_than<int64_t>(0));
     v("open_retries", open_retries, "retries before a shard that cannot be opened is skipped", at_least<int64_t>(0));
     v("retry_delay_ms", retry_delay_ms, "delay before the first retry (doubles each time)", at_least<int64_t>(0));
+    v("max_failed_shards", max_failed_shards,
+      "the run stops when more than this share of the last 20 shards a rank tried could not be opened, or of the "
+      "shard files of a local pattern are missing at the start (1: never)",
+      config::in_range(0.0, 1.0));
+    v("stall_timeout_s", stall_timeout_s, "seconds without a batch before the run stops with an error (0: never)",
+      at_least<int64_t>(0));
     v("locca", locca, "produce LocCa decoder targets");
     v("ssl_views", ssl_views, "produce self-distillation local crops");
     v("locca_targets", locca_targets, "LocCa target layout");

@@ -1,14 +1,17 @@
 #include "data/loader.hpp"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -54,6 +57,32 @@ struct Shared {
   std::vector<std::vector<std::string>> sources;  // expanded shard lists
   std::vector<double> weights;
   SkipReporter reporter;
+
+  // What each worker is doing, for the stall error ("opening 'x.tar' (attempt 2)", "reading 'x.tar'").
+  std::mutex activity_mutex;
+  std::vector<std::string> activity;
+  void set_activity(int64_t worker, std::string what) {
+    std::lock_guard<std::mutex> lock(activity_mutex);
+    activity[static_cast<size_t>(worker)] = std::move(what);
+  }
+  std::string activity_of(int64_t worker) {
+    std::lock_guard<std::mutex> lock(activity_mutex);
+    return activity[static_cast<size_t>(worker)];
+  }
+
+  // Per source, the outcomes of this rank's last kShardWindow shard opens (all workers): true = opened.
+  static constexpr size_t kShardWindow = 20;
+  std::mutex opens_mutex;
+  std::vector<std::deque<bool>> opens;
+  // Records an open; the share of failures in a full window, or -1 while the window fills.
+  double record_open(size_t source, bool ok) {
+    std::lock_guard<std::mutex> lock(opens_mutex);
+    auto& w = opens[source];
+    w.push_back(ok);
+    if (w.size() > kShardWindow) w.pop_front();
+    if (w.size() < kShardWindow) return -1;
+    return static_cast<double>(std::count(w.begin(), w.end(), false)) / static_cast<double>(kShardWindow);
+  }
 };
 
 // One source as one worker sees it: its shards of the epoch, in order, through a shuffle buffer.
@@ -145,8 +174,11 @@ class SourceStream {
       if (shard_pos_ >= shards_.size()) return std::nullopt;
       const std::string& path = shards_[shard_pos_++];
       for (int64_t attempt = 0;; ++attempt) {
+        s_.set_activity(worker_, "opening '" + path + "' (attempt " + std::to_string(attempt + 1) + ")");
         try {
           reader_ = std::make_unique<ShardReader>(path, s_.config.max_entry_bytes);
+          s_.set_activity(worker_, "reading '" + path + "'");
+          record_open(true, "");
           break;
         } catch (const Error& e) {
           if (attempt >= s_.config.open_retries) {
@@ -155,6 +187,7 @@ class SourceStream {
               log_error("data: " + std::string(e.what()) + "; skipped after " + std::to_string(attempt + 1) +
                         " attempts");
             }
+            record_open(false, e.what());
             break;
           }
           std::this_thread::sleep_for(
@@ -162,6 +195,20 @@ class SourceStream {
         }
       }
     }
+  }
+
+  // Too many failed opens among this rank's last Shared::kShardWindow in this source stop the run: a source
+  // that cannot be read must not be retried forever. (A full window: one lost shard among a few, dealt to the
+  // same worker twice in a row, must not stop it.)
+  void record_open(bool ok, const std::string& error) {
+    const double failed = s_.record_open(static_cast<size_t>(source_), ok);
+    if (ok || failed <= s_.config.max_failed_shards) return;
+    const auto n = static_cast<int64_t>(Shared::kShardWindow);
+    throw Error("data source '" + s_.config.shards[source_] + "': " +
+                std::to_string(static_cast<int64_t>(std::lround(failed * static_cast<double>(n)))) + " of the last " +
+                std::to_string(n) + " shards rank " + std::to_string(s_.rank) +
+                " tried could not be read (data.max_failed_shards " + fmt::format("{:g}", s_.config.max_failed_shards) +
+                "); the last: " + error);
   }
 
   Shared& s_;
@@ -446,6 +493,8 @@ std::vector<std::string> worker_shards(const std::vector<std::string>& shards, i
   return out;
 }
 
+// Owned jointly by the DataLoader and its threads: a thread blocked in a system call (a shard on a hung mount
+// or a pipe without a writer) is left behind at shutdown and may only wake after the loader is gone.
 struct DataLoader::Impl {
   Shared shared;
   LoaderState state;
@@ -453,9 +502,19 @@ struct DataLoader::Impl {
   std::mutex mutex;
   std::condition_variable changed;
   bool stopping = false;
+  int64_t running = 0;  // threads still inside run()
   std::vector<std::thread> threads;
+  std::function<bool()> interrupted;
 
   void run(int64_t w, LoaderWorkerState initial) {
+    struct Exit {
+      Impl& impl;
+      ~Exit() {
+        std::lock_guard<std::mutex> lock(impl.mutex);
+        --impl.running;
+        impl.changed.notify_all();
+      }
+    } exit{*this};
     std::unique_ptr<Worker> worker;
     for (;;) {
       QueueItem item;
@@ -483,8 +542,10 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
 
 DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer* tokenizer, int64_t rank,
                        int64_t world_size, const LoaderState* resume)
-    : impl_(std::make_unique<Impl>()) {
+    : impl_(std::make_shared<Impl>()) {
   Shared& s = impl_->shared;
+  s.activity.assign(static_cast<size_t>(std::max<int64_t>(config.workers, 0)), "starting");
+  s.opens.resize(config.shards.size());
   s.config = config;
   s.image = image;
   if (tokenizer) s.tokenizer = std::make_shared<const Tokenizer>(*tokenizer);
@@ -527,17 +588,34 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
   for (int64_t w = 0; w < config.workers; ++w) impl_->queues.push_back(std::make_unique<std::deque<QueueItem>>());
   for (int64_t w = 0; w < config.workers; ++w) {
     if (st.workers[w].done) continue;
-    impl_->threads.emplace_back([this, w, initial = st.workers[w]] { impl_->run(w, initial); });
+    {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      ++impl_->running;
+    }
+    impl_->threads.emplace_back([impl = impl_, w, initial = st.workers[w]] { impl->run(w, initial); });
   }
 }
 
 DataLoader::~DataLoader() {
-  {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    impl_->stopping = true;
-  }
+  std::unique_lock<std::mutex> lock(impl_->mutex);
+  impl_->stopping = true;
   impl_->changed.notify_all();
-  for (auto& t : impl_->threads) t.join();
+  // A worker finishes the sample it is decoding; one blocked in a system call is left behind (it holds its
+  // own reference to the shared state) rather than hanging the process's exit.
+  const bool all = impl_->changed.wait_for(lock, std::chrono::seconds(5), [&] { return impl_->running == 0; });
+  lock.unlock();
+  for (size_t w = 0; w < impl_->threads.size(); ++w) {
+    if (all) {
+      impl_->threads[w].join();
+    } else {
+      impl_->threads[w].detach();
+    }
+  }
+  if (!all) log_warn("data: a loader thread did not stop within 5 s (blocked in a system call); left behind");
+}
+
+void DataLoader::set_interrupt(std::function<bool()> interrupted) {
+  impl_->interrupted = std::move(interrupted);
 }
 
 std::optional<Batch> DataLoader::next() {
@@ -554,8 +632,21 @@ std::optional<Batch> DataLoader::next() {
     }
     QueueItem item;
     {
+      // Waits in slices, to notice a stop signal (LoaderInterrupted) and a stall (data.stall_timeout_s).
+      const auto start = std::chrono::steady_clock::now();
       std::unique_lock<std::mutex> lock(impl_->mutex);
-      impl_->changed.wait(lock, [&] { return !impl_->queues[w]->empty(); });
+      while (!impl_->changed.wait_for(lock, std::chrono::milliseconds(200),
+                                      [&] { return !impl_->queues[w]->empty(); })) {
+        if (impl_->interrupted && impl_->interrupted()) throw LoaderInterrupted();
+        const auto waited = std::chrono::steady_clock::now() - start;
+        const int64_t limit = impl_->shared.config.stall_timeout_s;
+        if (limit > 0 && waited >= std::chrono::seconds(limit)) {
+          lock.unlock();
+          throw Error("data: no batch from loader worker " + std::to_string(w) + " of rank " +
+                      std::to_string(impl_->shared.rank) + " for " + std::to_string(limit) +
+                      " s (data.stall_timeout_s); it is " + impl_->shared.activity_of(w));
+        }
+      }
       item = std::move(impl_->queues[w]->front());
       impl_->queues[w]->pop_front();
     }

@@ -5,6 +5,8 @@
 // function of (seed, epoch, rank, worker) alone, and a LoaderState saved after any batch resumes it exactly.
 #include <ATen/core/Tensor.h>
 
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +66,12 @@ std::vector<std::string> worker_shards(const std::vector<std::string>& shards, i
 // list: max_num_patches.
 int64_t naflex_sequence_length(const ImageConfig& image, int64_t seed, int64_t batch);
 
+// Thrown by DataLoader::next when its interrupt function asked it to stop waiting. The state is that of the last
+// batch returned, so a checkpoint taken now resumes exactly.
+struct LoaderInterrupted : std::exception {
+  const char* what() const noexcept override { return "data loader: interrupted while waiting for a batch"; }
+};
+
 class DataLoader {
  public:
   // Starts the worker threads. `resume`: a state from a loader with the same seed, rank, world size and
@@ -83,12 +91,17 @@ class DataLoader {
 
   // The next batch; nullopt when finite epochs are exhausted. The last batch of each worker may be short.
   // A worker's error (e.g. a source with no readable sample) is rethrown here.
+  // Waiting for a batch throws LoaderInterrupted when the interrupt function (set_interrupt) returns true,
+  // polled every 0.2 s, and siglip2::Error naming the worker and what it is doing when no batch came for
+  // data.stall_timeout_s.
   std::optional<Batch> next();
   const LoaderState& state() const;  // as of the last batch returned
+  // A stop request to honour while waiting (the trainer's SIGTERM / SIGINT flag).
+  void set_interrupt(std::function<bool()> interrupted);
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the worker threads
 };
 
 }  // namespace siglip2

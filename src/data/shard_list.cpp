@@ -1,8 +1,11 @@
 #include "data/shard_list.hpp"
 
+#include <filesystem>
+
 #include <cstdlib>
 
 #include "common/error.hpp"
+#include "common/logging.hpp"
 
 namespace siglip2 {
 namespace {
@@ -84,6 +87,23 @@ std::vector<std::string> expand_shard_patterns(const std::vector<std::string>& p
     out.insert(out.end(), e.begin(), e.end());
   }
   return out;
+}
+
+void check_shard_files(const std::string& key, const std::string& pattern, const std::vector<std::string>& paths,
+                       double max_missing) {
+  size_t missing = 0;
+  std::string first;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) continue;
+    if (missing++ == 0) first = path;
+  }
+  if (missing == 0) return;
+  const std::string what = key + ": '" + pattern + "': " + std::to_string(missing) + " of " +
+                           std::to_string(paths.size()) + " shard files do not exist (first: " + first + ")";
+  if (missing == paths.size() || static_cast<double>(missing) > max_missing * static_cast<double>(paths.size()))
+    throw ConfigError(what + (missing == paths.size() ? "" : "; more than data.max_failed_shards allows"));
+  log_warn(what + "; they are skipped and counted as unreadable_shard");
 }
 
 }  // namespace siglip2

@@ -7,6 +7,7 @@
 #if SIGLIP2_CONFIG_ARCHIVE && SIGLIP2_CONFIG_OPENCV && SIGLIP2_CONFIG_SENTENCEPIECE
 #define SIGLIP2_DATA_PIPELINE 1
 #include "data/loader.hpp"
+#include "data/shard_list.hpp"
 #include "data/tokenizer.hpp"
 #else
 #define SIGLIP2_DATA_PIPELINE 0
@@ -141,6 +142,7 @@ class WebDatasetBatches final : public BatchSource {
   }
 
   nlohmann::json state() const override { return {{"loader", loader_state_to_json(loader_->state())}}; }
+  void set_interrupt(std::function<bool()> interrupted) override { loader_->set_interrupt(std::move(interrupted)); }
   void restore(const nlohmann::json&) override {}  // the state is taken at construction
 
  private:
@@ -155,6 +157,8 @@ class WebDatasetBatches final : public BatchSource {
 
 std::unique_ptr<BatchSource> make_webdataset_batches(const RunConfig& c, int rank, int world,
                                                      const nlohmann::json& resume) {
+  for (const auto& pattern : c.data.shards)  // before anything is loaded: a typo'd pattern is a config error
+    check_shard_files("data.shards", pattern, expand_braces(pattern), c.data.max_failed_shards);
   return std::make_unique<WebDatasetBatches>(c, rank, world, resume);
 }
 #else

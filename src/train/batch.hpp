@@ -1,6 +1,7 @@
 #pragma once
 // What one training step consumes on one rank, and where it comes from.
 #include <ATen/core/Tensor.h>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include <memory>
@@ -31,6 +32,9 @@ class BatchSource {
   virtual TrainBatch next(int64_t step) = 0;
   virtual nlohmann::json state() const = 0;
   virtual void restore(const nlohmann::json& state) = 0;
+  // A stop request to honour while waiting for data (next() then throws LoaderInterrupted); sources that
+  // never wait ignore it.
+  virtual void set_interrupt(std::function<bool()>) {}
 };
 
 // Random tensors of the right shapes and value ranges, drawn per step from (seed, step) for the

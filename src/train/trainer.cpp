@@ -32,6 +32,8 @@
 #include "train/distributed.hpp"
 #include "train/eval.hpp"
 #if SIGLIP2_CONFIG_SENTENCEPIECE
+#include "data/loader.hpp"
+#include "data/shard_list.hpp"
 #include "data/tokenizer.hpp"
 #endif
 #include "train/grad_sync.hpp"
@@ -129,7 +131,11 @@ class Trainer {
     if (!source_) make_source();
     if (rank0()) tensorboard_ = std::make_unique<TensorBoardWriter>(cfg_.train.out_dir + "/tensorboard");
     make_sync();
+    if (!cfg_.eval.shards.empty())  // before training starts, not at the first evaluation
+      check_shard_files("eval.shards", cfg_.eval.shards, expand_braces(cfg_.eval.shards), 0.0);
     StopSignals signals;
+    source_->set_interrupt([] { return g_stop_signal.load() != 0; });
+    last_saved_step_ = state_.step;
     const int64_t total = cfg_.train.total_steps;
     log_info(fmt::format("training {} for {} steps, global batch {} on {} rank(s), from step {}", cfg_.model.name,
                          total, cfg_.train.batch_size, env_.world_size, state_.step));
@@ -147,7 +153,12 @@ class Trainer {
         state_.step++;
         continue;
       }
-      StepResult r = train_step(step);
+      StepResult r;
+      try {
+        r = train_step(step);
+      } catch (const LoaderInterrupted&) {
+        return stop_while_waiting_for_data();
+      }
       if (!r.ok) {
         rollback(step, r.why);
         continue;
@@ -466,7 +477,26 @@ class Trainer {
     return {{"ranks", ranks}};
   }
 
+  // SIGTERM / SIGINT while the loader waited (a stalled source): the state is that of the last step, so a
+  // checkpoint resumes exactly. One process saves it if steps were taken since the last checkpoint; with
+  // several ranks the others may be inside a collective and cannot join a save, so the last checkpoint stands.
+  int stop_while_waiting_for_data() {
+    if (state_.step == last_saved_step_) {
+      log_info(fmt::format("stopped by signal while waiting for data at step {}; no step since the last checkpoint",
+                           state_.step));
+    } else if (env_.world_size == 1) {
+      save(false);
+      log_info(fmt::format("stopped by signal while waiting for data at step {}; checkpoint saved", state_.step));
+    } else {
+      log_warn(fmt::format("stopped by signal while waiting for data at step {}; with {} ranks no checkpoint can be "
+                           "written now: the run resumes from step {}",
+                           state_.step, env_.world_size, last_saved_step_));
+    }
+    return 0;
+  }
+
   void save(bool phase_point) {
+    last_saved_step_ = state_.step;
     state_.keep = phase_point;
     state_.data = gather_data_states();
     if (rank0()) {
@@ -560,6 +590,7 @@ class Trainer {
   bool bf16_ = false;
   double peak_flops_ = 0;  // this device's dense bf16 peak (0: unknown, no MFU)
   double wait_total_ = 0;  // seconds waited for data since this process started training
+  int64_t last_saved_step_ = 0;  // the step of the newest checkpoint (or of the start)
   // Two-tower training FLOPs per pair (3 x forward), for the achieved TFLOP/s in logs and metrics.
   double train_flop_per_pair_ = 0;
   TrainerState state_;

@@ -59,6 +59,8 @@ CONFIG_FILES = {
     "config-boolean": ("yes.yaml", "base: base.yaml\nmodel:\n  vision:\n    naflex: yes\n"),
     "config-fractional-int": ("half.yaml", "base: base.yaml\ntrain:\n  total_steps: 2.5\n"),
     "config-not-a-map": ("list.yaml", "- 1\n- 2\n"),
+    "data-shards-missing": ("tra.yaml", "base: base.yaml\ntokenizer:\n  model_file: none.model\ndata:\n"
+                            "  shards: [\"train/{000000..000007}.tra\"]\n"),
     "config-warmup-too-long": ("short.yaml", "base: base.yaml\ntrain:\n  total_steps: 10\nschedule:\n"
                                "  warmup_steps: 20\n"),
 }
