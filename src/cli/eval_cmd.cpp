@@ -14,9 +14,9 @@
 #include "siglip2/build_config.hpp"
 #include "train/config.hpp"
 #include "train/eval.hpp"
+#include "data/shard_list.hpp"
 #if SIGLIP2_CONFIG_SENTENCEPIECE
 #include "data/tokenizer.hpp"
-#include "data/shard_list.hpp"
 #endif
 
 namespace siglip2::cli {

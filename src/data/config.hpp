@@ -194,7 +194,7 @@ struct LoaderConfig {
     v("retry_delay_ms", retry_delay_ms, "delay before the first retry (doubles each time)", at_least<int64_t>(0));
     v("max_failed_shards", max_failed_shards,
       "the run stops when more than this share of the last 20 shards a rank tried could not be opened, or of the "
-      "shard files of a local pattern are missing at the start (1: never)",
+      "shard files of a local pattern are missing at the start (1: only a pattern without any file)",
       config::in_range(0.0, 1.0));
     v("stall_timeout_s", stall_timeout_s, "seconds without a batch before the run stops with an error (0: never)",
       at_least<int64_t>(0));

@@ -6,15 +6,18 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <numeric>
 #include <thread>
+#include <unordered_set>
 
 #include "common/error.hpp"
 #include "common/logging.hpp"
@@ -58,10 +61,21 @@ struct Shared {
   std::vector<double> weights;
   SkipReporter reporter;
 
-  // What each worker is doing, for the stall error ("opening 'x.tar' (attempt 2)", "reading 'x.tar'").
+  // Set when the loader shuts down: workers stop between samples and in retry delays.
+  std::atomic<bool> stopping{false};
+
+  // What each worker is doing, for the stall error ("opening 'x.tar' (attempt 2)", "reading 'x.tar'"), and
+  // when it last made progress (a shard opened or a sample read; steady-clock nanoseconds).
   std::mutex activity_mutex;
   std::vector<std::string> activity;
+  std::unique_ptr<std::atomic<int64_t>[]> progress;
+  static int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  void touch(int64_t worker) { progress[static_cast<size_t>(worker)].store(now_ns()); }
   void set_activity(int64_t worker, std::string what) {
+    touch(worker);
     std::lock_guard<std::mutex> lock(activity_mutex);
     activity[static_cast<size_t>(worker)] = std::move(what);
   }
@@ -74,6 +88,7 @@ struct Shared {
   static constexpr size_t kShardWindow = 20;
   std::mutex opens_mutex;
   std::vector<std::deque<bool>> opens;
+  std::unordered_set<std::string> missing_at_start;  // counted when skipped, but not against the source
   // Records an open; the share of failures in a full window, or -1 while the window fills.
   double record_open(size_t source, bool ok) {
     std::lock_guard<std::mutex> lock(opens_mutex);
@@ -164,7 +179,10 @@ class SourceStream {
   std::optional<RawSample> next_input() {
     for (;;) {
       if (reader_) {
-        if (std::optional<RawSample> raw = reader_->next()) return raw;
+        if (std::optional<RawSample> raw = reader_->next()) {
+          s_.touch(worker_);
+          return raw;
+        }
         if (!reader_->error().empty() && counting_) {
           ++skipped_[skip::kTruncatedShard];
           log_warn("data: " + reader_->error() + "; the rest of this shard is skipped");
@@ -187,11 +205,15 @@ class SourceStream {
               log_error("data: " + std::string(e.what()) + "; skipped after " + std::to_string(attempt + 1) +
                         " attempts");
             }
-            record_open(false, e.what());
+            if (!s_.missing_at_start.count(path)) record_open(false, e.what());
             break;
           }
-          std::this_thread::sleep_for(
-              std::chrono::milliseconds(s_.config.retry_delay_ms << std::min<int64_t>(attempt, 10)));
+          const auto until = std::chrono::steady_clock::now() +
+                             std::chrono::milliseconds(s_.config.retry_delay_ms << std::min<int64_t>(attempt, 10));
+          while (std::chrono::steady_clock::now() < until && !s_.stopping.load())
+            std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+                std::chrono::milliseconds(50), until - std::chrono::steady_clock::now()));
+          if (s_.stopping.load()) return std::nullopt;
         }
       }
     }
@@ -263,6 +285,7 @@ class Worker {
       if (sequence >= s_.image.naflex_half_batch_length) batch_size = std::max<size_t>(1, batch_size / 2);
     }
     while (samples.size() < batch_size) {
+      if (s_.stopping.load()) return std::nullopt;  // shutting down: nobody takes this batch
       const uint64_t pull = static_cast<uint64_t>(state_.pulls);
       std::optional<RawSample> raw = pull_mixed(pull);
       if (!raw) break;
@@ -504,7 +527,7 @@ struct DataLoader::Impl {
   bool stopping = false;
   int64_t running = 0;  // threads still inside run()
   std::vector<std::thread> threads;
-  std::function<bool()> interrupted;
+  std::function<bool(double)> interrupted;
 
   void run(int64_t w, LoaderWorkerState initial) {
     struct Exit {
@@ -545,6 +568,8 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
     : impl_(std::make_shared<Impl>()) {
   Shared& s = impl_->shared;
   s.activity.assign(static_cast<size_t>(std::max<int64_t>(config.workers, 0)), "starting");
+  s.progress = std::make_unique<std::atomic<int64_t>[]>(s.activity.size());
+  for (size_t w = 0; w < s.activity.size(); ++w) s.progress[w].store(Shared::now_ns());
   s.opens.resize(config.shards.size());
   s.config = config;
   s.image = image;
@@ -561,6 +586,10 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
   const int64_t slots = world_size * config.workers;
   for (const auto& pattern : config.shards) {
     s.sources.push_back(expand_braces(pattern));
+    for (const auto& path : s.sources.back()) {
+      std::error_code ec;
+      if (!std::filesystem::exists(path, ec)) s.missing_at_start.insert(path);
+    }
     if (static_cast<int64_t>(s.sources.back().size()) < slots) {
       throw ConfigError("data source '" + pattern + "' has " + std::to_string(s.sources.back().size()) +
                         " shards, fewer than ranks x workers = " + std::to_string(slots) +
@@ -597,10 +626,11 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
 }
 
 DataLoader::~DataLoader() {
+  impl_->shared.stopping.store(true);
   std::unique_lock<std::mutex> lock(impl_->mutex);
   impl_->stopping = true;
   impl_->changed.notify_all();
-  // A worker finishes the sample it is decoding; one blocked in a system call is left behind (it holds its
+  // A worker stops after the sample it is decoding; one blocked in a system call is left behind (it holds its
   // own reference to the shared state) rather than hanging the process's exit.
   const bool all = impl_->changed.wait_for(lock, std::chrono::seconds(5), [&] { return impl_->running == 0; });
   lock.unlock();
@@ -614,7 +644,7 @@ DataLoader::~DataLoader() {
   if (!all) log_warn("data: a loader thread did not stop within 5 s (blocked in a system call); left behind");
 }
 
-void DataLoader::set_interrupt(std::function<bool()> interrupted) {
+void DataLoader::set_interrupt(std::function<bool(double)> interrupted) {
   impl_->interrupted = std::move(interrupted);
 }
 
@@ -637,10 +667,12 @@ std::optional<Batch> DataLoader::next() {
       std::unique_lock<std::mutex> lock(impl_->mutex);
       while (!impl_->changed.wait_for(lock, std::chrono::milliseconds(200),
                                       [&] { return !impl_->queues[w]->empty(); })) {
-        if (impl_->interrupted && impl_->interrupted()) throw LoaderInterrupted();
-        const auto waited = std::chrono::steady_clock::now() - start;
+        const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (impl_->interrupted && impl_->interrupted(waited)) throw LoaderInterrupted();
+        // A stall: the worker made no progress (a resumed worker re-reading its epoch does) for the limit.
         const int64_t limit = impl_->shared.config.stall_timeout_s;
-        if (limit > 0 && waited >= std::chrono::seconds(limit)) {
+        const int64_t idle_ns = Shared::now_ns() - impl_->shared.progress[static_cast<size_t>(w)].load();
+        if (limit > 0 && waited >= static_cast<double>(limit) && idle_ns >= limit * 1000000000LL) {
           lock.unlock();
           throw Error("data: no batch from loader worker " + std::to_string(w) + " of rank " +
                       std::to_string(impl_->shared.rank) + " for " + std::to_string(limit) +

@@ -91,13 +91,13 @@ class DataLoader {
 
   // The next batch; nullopt when finite epochs are exhausted. The last batch of each worker may be short.
   // A worker's error (e.g. a source with no readable sample) is rethrown here.
-  // Waiting for a batch throws LoaderInterrupted when the interrupt function (set_interrupt) returns true,
-  // polled every 0.2 s, and siglip2::Error naming the worker and what it is doing when no batch came for
-  // data.stall_timeout_s.
+  // Waiting for a batch throws LoaderInterrupted when the interrupt function (set_interrupt), polled every
+  // 0.2 s with the seconds waited so far, returns true; and siglip2::Error naming the worker and what it is
+  // doing when that worker has made no progress (no shard opened, no sample read) for data.stall_timeout_s.
   std::optional<Batch> next();
   const LoaderState& state() const;  // as of the last batch returned
-  // A stop request to honour while waiting (the trainer's SIGTERM / SIGINT flag).
-  void set_interrupt(std::function<bool()> interrupted);
+  // A stop request to honour while waiting (the trainer's SIGTERM / SIGINT flag), given the seconds waited.
+  void set_interrupt(std::function<bool(double)> interrupted);
 
  private:
   struct Impl;

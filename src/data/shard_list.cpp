@@ -100,7 +100,7 @@ void check_shard_files(const std::string& key, const std::string& pattern, const
   }
   if (missing == 0) return;
   const std::string what = key + ": '" + pattern + "': " + std::to_string(missing) + " of " +
-                           std::to_string(paths.size()) + " shard files do not exist (first: " + first + ")";
+                           std::to_string(paths.size()) + " shard files do not exist or cannot be checked (first: " + first + ")";
   if (missing == paths.size() || static_cast<double>(missing) > max_missing * static_cast<double>(paths.size()))
     throw ConfigError(what + (missing == paths.size() ? "" : "; more than data.max_failed_shards allows"));
   log_warn(what + "; they are skipped and counted as unreadable_shard");

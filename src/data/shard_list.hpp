@@ -15,8 +15,9 @@ std::vector<std::string> expand_shard_patterns(const std::vector<std::string>& p
 
 // Before a run starts: the files of a local shard pattern that do not exist. All of them missing (a typo in the
 // pattern), or more than `max_missing` (a share, data.max_failed_shards) of them, is a siglip2::ConfigError
-// "KEY: 'PATTERN': M of N shard files do not exist (first: PATH)"; fewer are a warning, and the loader skips and
-// counts them as it does a shard lost mid-run. Every file is checked (one stat each).
+// "KEY: 'PATTERN': M of N shard files do not exist or cannot be checked (first: PATH)"; fewer are a warning, and
+// the loader skips and counts them as it does a shard lost mid-run (without counting them against the source's
+// failed-open window). Every file is checked (one stat each).
 void check_shard_files(const std::string& key, const std::string& pattern, const std::vector<std::string>& paths,
                        double max_missing);
 

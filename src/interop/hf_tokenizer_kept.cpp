@@ -29,16 +29,15 @@ bool has_type(const json& j, const std::string& type) {
   return false;
 }
 
-// Whether the post-processor appends the piece `eos` ({"SpecialToken": {"id": eos}} in a template).
-bool appends(const json& post, const std::string& eos) {
-  if (post.is_object()) {
-    auto it = post.find("SpecialToken");
-    if (it != post.end() && it->is_object() && it->value("id", json()) == eos) return true;
-  }
-  if (post.is_structured())
-    for (const auto& v : post)
-      if (appends(v, eos)) return true;
-  return false;
+// Whether the post-processor turns one text into exactly "text EOS": a TemplateProcessing whose `single` is
+// [Sequence A, SpecialToken eos] (a BOS, or EOS only in `pair`, would tokenise differently).
+bool appends_eos(const json& post, const std::string& eos) {
+  if (!post.is_object() || post.value("type", std::string()) != "TemplateProcessing") return false;
+  const json single = post.value("single", json());
+  return single.is_array() && single.size() == 2 && single[0].is_object() && single[0].contains("Sequence") &&
+         single[0]["Sequence"].is_object() && single[0]["Sequence"].value("id", std::string()) == "A" &&
+         single[1].is_object() && single[1].contains("SpecialToken") && single[1]["SpecialToken"].is_object() &&
+         single[1]["SpecialToken"].value("id", std::string()) == eos;
 }
 
 // "" when the file's id -> piece mapping is the sentencepiece model's, else the first difference.
@@ -104,9 +103,10 @@ std::optional<HfTokenizerFiles> kept_tokenizer_files(const std::string& tokenize
       return no(std::string("unreadable record ") + kTokenizerOrigin + ": " + e.what());
     }
   }
-  const std::string bytes = read_file(file.string());
+  std::string bytes;
   json tok;
   try {
+    bytes = read_file(file.string());
     tok = json::parse(bytes, json_depth_limit(file.string()));
     if (tok.at("model").value("type", std::string()) != "BPE") return no("its model is not BPE");
     if (std::string d = vocabulary_difference(tok, m); !d.empty()) return no("its vocabulary differs: " + d);
@@ -120,8 +120,8 @@ std::optional<HfTokenizerFiles> kept_tokenizer_files(const std::string& tokenize
   std::string unk;
   for (const auto& p : m.pieces)
     if (p.type == SentencePieceModel::PieceType::kUnknown) unk = p.piece;
-  if (!appends(tok.value("post_processor", json()), eos))
-    return no("its post-processor does not append the end-of-sequence piece '" + eos + "'");
+  if (!appends_eos(tok.value("post_processor", json()), eos))
+    return no("its post-processor does not make a text 'text " + eos + "' (a TemplateProcessing [A, " + eos + "])");
   const bool lowercases = has_type(tok.value("normalizer", json()), "Lowercase");
   std::string cls;
   if (naflex || (t.lowercase == "unicode" && !lowercases)) {

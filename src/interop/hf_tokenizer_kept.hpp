@@ -9,7 +9,7 @@
 //   - the settings equal the record's (an HF directory exported directly needs no record: its own
 //     tokenizer_config.json gave the settings);
 //   - the file's vocabulary (model.vocab and added_tokens) is tokenizer.model's, piece for piece;
-//   - its model is BPE and its post-processor appends the EOS piece;
+//   - its model is BPE and its post-processor makes a text "text EOS" (TemplateProcessing single [A, EOS]);
 //   - transformers can apply the configured lowercasing to it: a file with a Lowercase normaliser is loaded as
 //     TokenizersBackend (settings: unicode); a file without one as Siglip2Tokenizer (unicode; it prepends
 //     Lowercase and rebuilds Gemma's pipeline from the vocabulary and merges, so the sentencepiece model must be

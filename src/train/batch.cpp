@@ -142,7 +142,7 @@ class WebDatasetBatches final : public BatchSource {
   }
 
   nlohmann::json state() const override { return {{"loader", loader_state_to_json(loader_->state())}}; }
-  void set_interrupt(std::function<bool()> interrupted) override { loader_->set_interrupt(std::move(interrupted)); }
+  void set_interrupt(std::function<bool(double)> interrupted) override { loader_->set_interrupt(std::move(interrupted)); }
   void restore(const nlohmann::json&) override {}  // the state is taken at construction
 
  private:

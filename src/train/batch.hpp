@@ -32,9 +32,9 @@ class BatchSource {
   virtual TrainBatch next(int64_t step) = 0;
   virtual nlohmann::json state() const = 0;
   virtual void restore(const nlohmann::json& state) = 0;
-  // A stop request to honour while waiting for data (next() then throws LoaderInterrupted); sources that
-  // never wait ignore it.
-  virtual void set_interrupt(std::function<bool()>) {}
+  // A stop request to honour while waiting for data, given the seconds waited (next() then throws
+  // LoaderInterrupted); sources that never wait ignore it.
+  virtual void set_interrupt(std::function<bool(double)>) {}
 };
 
 // Random tensors of the right shapes and value ranges, drawn per step from (seed, step) for the

@@ -31,9 +31,9 @@
 #include "train/checkpoint.hpp"
 #include "train/distributed.hpp"
 #include "train/eval.hpp"
-#if SIGLIP2_CONFIG_SENTENCEPIECE
 #include "data/loader.hpp"
 #include "data/shard_list.hpp"
+#if SIGLIP2_CONFIG_SENTENCEPIECE
 #include "data/tokenizer.hpp"
 #endif
 #include "train/grad_sync.hpp"
@@ -134,7 +134,6 @@ class Trainer {
     if (!cfg_.eval.shards.empty())  // before training starts, not at the first evaluation
       check_shard_files("eval.shards", cfg_.eval.shards, expand_braces(cfg_.eval.shards), 0.0);
     StopSignals signals;
-    source_->set_interrupt([] { return g_stop_signal.load() != 0; });
     last_saved_step_ = state_.step;
     const int64_t total = cfg_.train.total_steps;
     log_info(fmt::format("training {} for {} steps, global batch {} on {} rank(s), from step {}", cfg_.model.name,
@@ -377,6 +376,7 @@ class Trainer {
     }
     state_.rollbacks = rollbacks;
     state_.skipped_steps = skipped;
+    last_saved_step_ = -1;  // the rollback count and the skipped step are not in any checkpoint yet
     make_sync();
   }
 
@@ -419,6 +419,12 @@ class Trainer {
       log_warn("the checkpoint's data-loader state does not fit this world size: the data stream restarts");
     }
     source_ = make_webdataset_batches(cfg_, env_.rank, env_.world_size, mine);
+    // SIGTERM / SIGINT during a wait for data: one process stops at once (stop_while_waiting_for_data saves the
+    // last step). With several ranks a short wait is left alone: the step finishes and all ranks save together
+    // (stop_requested); only a wait of 10 s or more, a stalled source, is cut short.
+    const bool alone = env_.world_size == 1;
+    source_->set_interrupt(
+        [alone](double waited_s) { return g_stop_signal.load() != 0 && (alone || waited_s >= 10.0); });
   }
 
   void evaluate() {

@@ -135,7 +135,9 @@ def main():
     lines, stepped = [], threading.Event()
     reader = threading.Thread(target=collect, args=(p, lines, "step 3/", stepped))
     reader.start()
-    stepped.wait(60)
+    if not checks.check("steps are taken from the pipe's shard", stepped.wait(60), "".join(lines)[-800:]):
+        p.kill()
+        checks.finish()
     time.sleep(3)  # the 48 samples are 12 steps: by now the loader waits on the pipe
     t0 = time.monotonic()
     p.send_signal(signal.SIGTERM)

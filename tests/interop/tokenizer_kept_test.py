@@ -218,7 +218,7 @@ def main():
             other = [i for i in bad if not affected(texts[i])]
             checks.check(f"{name}: {got['class']} gives our ids except where lowercasing makes or breaks a user-defined piece "
                          f"({len(bad)} of the {n_affected} such texts differ, of {len(texts)})",
-                         not other and 0 < n_affected,
+                         not other and 0 < len(bad),
                          "" if not other else f"{len(other)} others differ, first {texts[other[0]]!r}: ours "
                          f"{want[other[0]][:12]} theirs {got['ids'][other[0]][:12]}")
         else:
