@@ -6,9 +6,11 @@
 
 Writes, all a function of the seed:
   train/NNNNNN.tar   single digits (caption + one region) and scenes of 2-4 different digits on a larger canvas
-                     (caption naming them left to right, a box and region caption per digit), from the scans of
-                     the first 1,500 images
-  eval/000000.tar    each of the other 297 scans once, with its class (KEY.cls): zero-shot and retrieval
+                     (caption naming them left to right, a box and region caption per digit), from 1,500 scans
+                     (a random split with a fixed seed, as sklearn's train_test_split makes); each drawing is
+                     distorted (rotation, shear, stretch, stroke weight) as another writer might have drawn it
+  eval/000000.tar    each of the other 297 scans once, undistorted, with its class (KEY.cls): zero-shot and
+                     retrieval
   scenes/000000.tar  held-out scenes built from those 297 scans, with boxes: referring-expression accuracy
   classnames.txt, templates.txt   zero-shot classes ("zero" ... "nine") and prompts
   corpus.txt         every training text, prompt and LocCa box text: `siglip2 data tokenizer` trains on it
@@ -28,7 +30,7 @@ WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 TEMPLATES = ["a handwritten digit {}.", "the number {}.", "a scan of a handwritten {}."]
 CAPTIONS = ["a handwritten digit {w}", "the number {w}", "a scan of a handwritten {w}", "the digit {d}",
             "a {w} written by hand"]
-HELD_OUT = 1500  # scans with this index or higher are never trained on
+HELD_OUT = 1500  # scans at this position or later of the shuffled order are never trained on
 
 
 def colours(rng):
@@ -39,11 +41,28 @@ def colours(rng):
     return paper.astype(np.float64), ink.astype(np.float64)
 
 
-def stamp(canvas, scan, box, ink):
-    """Draws the 8x8 scan (0..16) into canvas[y0:y1, x0:x1] with bilinear upsampling, blending ink by intensity."""
+def stamp(canvas, scan, box, ink, rng=None):
+    """Draws the 8x8 scan (0..16) into canvas[y0:y1, x0:x1] with bilinear upsampling, blending ink by intensity.
+    With `rng` (training images) the upsampled scan is first distorted as another writer might have drawn it: a
+    random rotation (up to 15 degrees), shear and stretch about its centre, and a thinner or bolder stroke."""
     x0, y0, x1, y1 = box
-    alpha = np.asarray(Image.fromarray((scan * 255 / 16).astype(np.uint8)).resize((x1 - x0, y1 - y0),
-                                                                                    Image.BILINEAR)) / 255.0
+    w, h = x1 - x0, y1 - y0
+    glyph = Image.fromarray((scan * 255 / 16).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    if rng is not None:
+        angle = np.deg2rad(rng.uniform(-15, 15))
+        shear = rng.uniform(-0.25, 0.25)
+        sx, sy = rng.uniform(0.75, 1.0, size=2)
+        # Output pixel (u, v) samples the glyph at A @ (u - c, v - c) + c: the inverse of the distortion.
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        forward = rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([sx, sy])
+        inv = np.linalg.inv(forward)
+        cx, cy = w / 2, h / 2
+        off = np.array([cx, cy]) - inv @ np.array([cx, cy])
+        glyph = glyph.transform((w, h), Image.AFFINE, (inv[0, 0], inv[0, 1], off[0], inv[1, 0], inv[1, 1], off[1]),
+                                resample=Image.BILINEAR)
+        gamma = rng.uniform(0.6, 1.6)  # below 1: bolder strokes, above: thinner
+        glyph = Image.fromarray((255 * (np.asarray(glyph) / 255.0) ** gamma).astype(np.uint8))
+    alpha = np.asarray(glyph) / 255.0
     region = canvas[y0:y1, x0:x1]
     canvas[y0:y1, x0:x1] = region * (1 - alpha[..., None]) + ink * alpha[..., None]
 
@@ -55,19 +74,19 @@ def jpeg(canvas, rng):
     return buf.getvalue()
 
 
-def single(scan, label, size, rng):
+def single(scan, label, size, rng, distort=False):
     paper, ink = colours(rng)
     canvas = np.ones((size, size, 3)) * paper
     side = int(rng.integers(size * 5 // 8, size + 1))
     x0, y0 = (int(rng.integers(0, size - side + 1)) for _ in range(2))
-    stamp(canvas, scan, (x0, y0, x0 + side, y0 + side), ink)
+    stamp(canvas, scan, (x0, y0, x0 + side, y0 + side), ink, rng if distort else None)
     caption = CAPTIONS[int(rng.integers(len(CAPTIONS)))].format(w=WORDS[label], d=label)
     region = {"box": [x0 / size, y0 / size, (x0 + side) / size, (y0 + side) / size],
               "caption": f"the digit {WORDS[label]}"}
     return jpeg(canvas, rng), caption, [region]
 
 
-def scene(scans, labels, size, rng):
+def scene(scans, labels, size, rng, distort=False):
     """2-4 different digits side by side, no overlaps; caption left to right."""
     n = len(scans)
     paper, ink = colours(rng)
@@ -78,7 +97,7 @@ def scene(scans, labels, size, rng):
         side = int(rng.integers(max(8, slot * 5 // 8), slot + 1))
         x0 = i * slot + int(rng.integers(0, slot - side + 1))
         y0 = int(rng.integers(0, size - side + 1))
-        stamp(canvas, scans[i], (x0, y0, x0 + side, y0 + side), ink)
+        stamp(canvas, scans[i], (x0, y0, x0 + side, y0 + side), ink, rng if distort else None)
         boxes.append([x0 / size, y0 / size, (x0 + side) / size, (y0 + side) / size])
     names = [WORDS[l] for l in labels]
     caption = ("the digits " + ", ".join(names[:-1]) + " and " + names[-1] + " from left to right")
@@ -86,11 +105,11 @@ def scene(scans, labels, size, rng):
     return jpeg(canvas, rng), caption, regions
 
 
-def draw_scene(pool_images, pool_labels, size, rng):
+def draw_scene(pool_images, pool_labels, size, rng, distort=False):
     n = int(rng.integers(2, 5))
     labels = [int(l) for l in rng.choice(10, size=n, replace=False)]
     scans = [pool_images[rng.choice(np.flatnonzero(pool_labels == l))] for l in labels]
-    return scene(scans, labels, size, rng), labels
+    return scene(scans, labels, size, rng, distort), labels
 
 
 def add(tar, name, data):
@@ -115,12 +134,14 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=64, help="image side in pixels")
-    ap.add_argument("--train-shards", type=int, default=8)
+    ap.add_argument("--train-shards", type=int, default=16)
     ap.add_argument("--per-shard", type=int, default=600)
     ap.add_argument("--scenes", type=int, default=100, help="held-out scenes")
     a = ap.parse_args()
     digits = load_digits()
-    images, labels = digits.images, digits.target
+    # A random split, as sklearn's train_test_split makes (the file is ordered by writer groups); fixed seed.
+    order = np.random.default_rng(20261130).permutation(len(digits.images))
+    images, labels = digits.images[order], digits.target[order]
     train_images, train_labels = images[:HELD_OUT], labels[:HELD_OUT]
     test_images, test_labels = images[HELD_OUT:], labels[HELD_OUT:]
     corpus = []
@@ -131,9 +152,9 @@ def main():
         for i in range(a.per_shard):
             if rng.random() < 0.7:
                 k = int(rng.integers(len(train_images)))
-                (img, caption, regions) = single(train_images[k], int(train_labels[k]), a.size, rng)
+                (img, caption, regions) = single(train_images[k], int(train_labels[k]), a.size, rng, True)
             else:
-                (img, caption, regions), _ = draw_scene(train_images, train_labels, a.size, rng)
+                (img, caption, regions), _ = draw_scene(train_images, train_labels, a.size, rng, True)
             corpus.append(caption)
             corpus.extend(r["caption"] for r in regions)
             samples.append((f"{shard:06d}_{i:06d}", [("jpg", img), ("txt", caption), ("json", json.dumps(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what siglip2-cpp needs on Debian 12 (apt packages, the torch wheel that carries LibTorch,
 # ccache, Ninja), then configures and builds into build/. Safe to run again; quiet unless something fails.
-#   BUILD_DIR=build  CMAKE_ARGS="-DSIGLIP2_SANITIZE=ON"  JOBS=2  scripts/setup.sh
+#   BUILD_DIR=build  CMAKE_ARGS="-DSIGLIP2_SANITIZE=ON"  JOBS=2  BUILD_TARGETS="siglip2"  scripts/setup.sh
+# BUILD_TARGETS: build only these targets (scripts/demo.sh builds the command alone; the tests stay configured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -40,4 +41,5 @@ if [ "$have_torch" != "$TORCH_VERSION" ]; then
 fi
 
 quietly cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$(command -v $PY)" ${CMAKE_ARGS:-}
-quietly cmake --build "$BUILD_DIR" -j "$JOBS"
+# shellcheck disable=SC2086  # BUILD_TARGETS is a list
+quietly cmake --build "$BUILD_DIR" -j "$JOBS" ${BUILD_TARGETS:+--target $BUILD_TARGETS}
