@@ -588,7 +588,7 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
     s.sources.push_back(expand_braces(pattern));
     for (const auto& path : s.sources.back()) {
       std::error_code ec;
-      if (!std::filesystem::exists(path, ec)) s.missing_at_start.insert(path);
+      if (!is_pipe_shard(path) && !std::filesystem::exists(path, ec)) s.missing_at_start.insert(path);
     }
     if (static_cast<int64_t>(s.sources.back().size()) < slots) {
       throw ConfigError("data source '" + pattern + "' has " + std::to_string(s.sources.back().size()) +

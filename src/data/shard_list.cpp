@@ -91,18 +91,20 @@ std::vector<std::string> expand_shard_patterns(const std::vector<std::string>& p
 
 void check_shard_files(const std::string& key, const std::string& pattern, const std::vector<std::string>& paths,
                        double max_missing) {
-  size_t missing = 0;
+  size_t missing = 0, local = 0;
   std::string first;
   for (const auto& path : paths) {
+    if (is_pipe_shard(path)) continue;
+    ++local;
     std::error_code ec;
     if (std::filesystem::exists(path, ec)) continue;
     if (missing++ == 0) first = path;
   }
   if (missing == 0) return;
   const std::string what = key + ": '" + pattern + "': " + std::to_string(missing) + " of " +
-                           std::to_string(paths.size()) + " shard files do not exist or cannot be checked (first: " + first + ")";
-  if (missing == paths.size() || static_cast<double>(missing) > max_missing * static_cast<double>(paths.size()))
-    throw ConfigError(what + (missing == paths.size() ? "" : "; more than data.max_failed_shards allows"));
+                           std::to_string(local) + " shard files do not exist or cannot be checked (first: " + first + ")";
+  if (missing == local || static_cast<double>(missing) > max_missing * static_cast<double>(local))
+    throw ConfigError(what + (missing == local ? "" : "; more than data.max_failed_shards allows"));
   log_warn(what + "; they are skipped and counted as unreadable_shard");
 }
 

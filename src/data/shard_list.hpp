@@ -10,10 +10,16 @@ namespace siglip2 {
 // braces is returned as is. Unbalanced braces or a malformed range are a siglip2::Error naming the pattern.
 std::vector<std::string> expand_braces(const std::string& pattern);
 
+// Whether a shard is a command whose standard output is the tar ("pipe:COMMAND", webdataset's convention;
+// src/data/tar.hpp) rather than a local file.
+inline bool is_pipe_shard(const std::string& path) {
+  return path.rfind("pipe:", 0) == 0;
+}
+
 // A pattern list, each expanded, concatenated in order.
 std::vector<std::string> expand_shard_patterns(const std::vector<std::string>& patterns);
 
-// Before a run starts: the files of a local shard pattern that do not exist. All of them missing (a typo in the
+// Before a run starts: the files of a local shard pattern that do not exist (pipe: shards are not checked). All of them missing (a typo in the
 // pattern), or more than `max_missing` (a share, data.max_failed_shards) of them, is a siglip2::ConfigError
 // "KEY: 'PATTERN': M of N shard files do not exist or cannot be checked (first: PATH)"; fewer are a warning, and
 // the loader skips and counts them as it does a shard lost mid-run (without counting them against the source's

@@ -2,8 +2,21 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <tuple>
+#include <utility>
 
 #include "common/error.hpp"
+#include "data/shard_list.hpp"
 
 namespace siglip2 {
 namespace {
@@ -15,27 +28,119 @@ std::string archive_message(archive* a) {
 
 }  // namespace
 
+namespace {
+
+std::string exit_text(int status) {
+  if (WIFEXITED(status)) return "the command exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "the command was killed by signal " + std::to_string(WTERMSIG(status));
+  return "the command ended abnormally";
+}
+
+// Starts /bin/sh -c `command` with stdout into a new pipe; returns (pid, read end). The read end is
+// close-on-exec, so later commands do not inherit it and keep this one's pipe open.
+std::pair<int, int> spawn(const std::string& command, const std::string& shard) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw Error("shard " + shard + ": cannot make a pipe (" + std::strerror(errno) + ")");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, nullptr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw Error("shard " + shard + ": cannot start the command (" + std::strerror(rc) + ")");
+  }
+  return {static_cast<int>(pid), fds[0]};
+}
+
+}  // namespace
+
 TarReader::TarReader(const std::string& path) : path_(path), archive_(archive_read_new()) {
   if (!archive_) throw Error("shard " + path + ": libarchive cannot allocate a reader");
   archive_read_support_format_tar(archive_);
   archive_read_support_filter_all(archive_);  // .tar.gz etc. stream too
-  if (archive_read_open_filename(archive_, path.c_str(), 1 << 20) != ARCHIVE_OK) {
-    const std::string message = archive_message(archive_);
+  int status;
+  if (is_pipe_shard(path)) {
+    try {
+      std::tie(pid_, fd_) = spawn(path.substr(5), path);
+    } catch (...) {
+      archive_read_free(archive_);
+      archive_ = nullptr;
+      throw;
+    }
+    status = archive_read_open_fd(archive_, fd_, 1 << 20);
+  } else {
+    status = archive_read_open_filename(archive_, path.c_str(), 1 << 20);
+  }
+  if (status != ARCHIVE_OK) {
+    std::string message = archive_message(archive_);
     archive_read_free(archive_);
     archive_ = nullptr;
+    if (pid_ > 0) {
+      ::close(fd_);
+      fd_ = -1;
+      const int exit = finish_command();  // its output is closed: it ends (or is stopped)
+      if (!(WIFEXITED(exit) && WEXITSTATUS(exit) == 0)) message = exit_text(exit);
+    }
     throw Error("shard " + path + ": cannot open (" + message + ")");
   }
 }
 
 TarReader::~TarReader() {
   if (archive_) archive_read_free(archive_);
+  close_pipe();
+}
+
+int TarReader::finish_command() {
+  // A command that still runs after its output closed (blocked elsewhere) is stopped: SIGTERM after 0.5 s,
+  // SIGKILL after 2 s more.
+  int status = 0;
+  const auto start = std::chrono::steady_clock::now();
+  bool termed = false, killed = false;
+  for (;;) {
+    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_ || (r < 0 && errno != EINTR)) break;
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (!termed && waited > std::chrono::milliseconds(500)) {
+      ::kill(pid_, SIGTERM);
+      termed = true;
+    } else if (!killed && waited > std::chrono::milliseconds(2500)) {
+      ::kill(pid_, SIGKILL);
+      killed = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  pid_ = -1;
+  return status;
+}
+
+void TarReader::close_pipe() {
+  if (fd_ >= 0) ::close(fd_);  // a command still writing gets SIGPIPE
+  fd_ = -1;
+  if (pid_ > 0) finish_command();
 }
 
 bool TarReader::next(TarEntry& entry, bool read_data, int64_t max_bytes) {
+  if (!archive_) return false;  // a pipe's end was reached
   for (;;) {
     archive_entry* header = nullptr;
     const int status = archive_read_next_header(archive_, &header);
-    if (status == ARCHIVE_EOF) return false;
+    if (status == ARCHIVE_EOF) {
+      if (pid_ > 0) {
+        // The end of the tar: the command should end now with status 0, else the shard is incomplete.
+        archive_read_free(archive_);
+        archive_ = nullptr;
+        ::close(fd_);
+        fd_ = -1;
+        const int exit = finish_command();
+        if (!(WIFEXITED(exit) && WEXITSTATUS(exit) == 0)) throw Error("shard " + path_ + ": " + exit_text(exit));
+      }
+      return false;
+    }
     if (status < ARCHIVE_WARN) throw Error("shard " + path_ + ": " + archive_message(archive_));
     if (archive_entry_filetype(header) != AE_IFREG) continue;
     entry.name = archive_entry_pathname(header) ? archive_entry_pathname(header) : "";

@@ -15,22 +15,33 @@ struct TarEntry {
   bool data_read = false;
 };
 
+// `path` is a file, or "pipe:COMMAND" (webdataset's convention): COMMAND runs under /bin/sh -c with stdin
+// /dev/null and stderr inherited, and the tar is read from its standard output as it streams, never written
+// to disk ("pipe:curl -fsS https://host/shard-000001.tar", "pipe:aws s3 cp s3://bucket/x.tar -").
 class TarReader {
  public:
-  // Throws siglip2::Error when the file cannot be opened.
+  // Throws siglip2::Error when the file cannot be opened, or the command cannot be started or fails before it
+  // writes a tar header.
   explicit TarReader(const std::string& path);
   ~TarReader();
   TarReader(const TarReader&) = delete;
   TarReader& operator=(const TarReader&) = delete;
 
   // The next regular file; false at the end. Entries over max_bytes are skipped unread (data_read false).
-  // Throws siglip2::Error on a truncated or corrupt archive ("shard x.tar: Truncated tar archive").
+  // Throws siglip2::Error on a truncated or corrupt archive ("shard x.tar: Truncated tar archive"), and, for a
+  // pipe, at the end when the command exited with a non-zero status.
   bool next(TarEntry& entry, bool read_data = true, int64_t max_bytes = int64_t(1) << 30);
 
  private:
+  void close_pipe();    // closes our end, stops the command if it still runs, reaps it
+  int finish_command();  // waits for the command to end (its output is consumed): its exit status
+
   std::string path_;
   archive* archive_ = nullptr;
+  int fd_ = -1;    // pipe: the read end of the command's standard output
+  int pid_ = -1;   // pipe: the command's process
 };
+
 
 // Writes an uncompressed POSIX (ustar/pax) tar with fixed metadata (mtime 0, mode 0644, uid 0), so the
 // same entries give the same bytes.

@@ -225,6 +225,23 @@ TEST_F(LoaderTest, ResumeContinuesTheUninterruptedStream) {
   }
 }
 
+// The same shards through pipe:cat give the same stream, batch for batch.
+TEST_F(LoaderTest, PipeShardsGiveTheStreamOfTheFiles) {
+  LoaderConfig files = config();
+  LoaderConfig piped = config();
+  piped.shards = {"pipe:cat " + pattern_a_};
+  DataLoader a(files, image(), testing::test_tokenizer(), 0, 1);
+  DataLoader b(piped, image(), testing::test_tokenizer(), 0, 1);
+  for (int n = 0; n < 30; ++n) {  // 90 samples: past the first epoch of 68
+    auto x = a.next();
+    auto y = b.next();
+    ASSERT_TRUE(x && y);
+    ASSERT_EQ(x->keys, y->keys) << "batch " << n;
+    EXPECT_TRUE(torch::equal(x->pixel_values, y->pixel_values));
+  }
+  EXPECT_TRUE(b.state().skipped().empty());
+}
+
 TEST_F(LoaderTest, ResumeRejectsAnotherLayout) {
   DataLoader loader(config(), image(), testing::test_tokenizer(), 0, 1);
   loader.next();

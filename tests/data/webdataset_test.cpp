@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <iterator>
 
@@ -47,6 +48,57 @@ TEST(ShardReader, GroupsEntriesByKey) {
   EXPECT_EQ(decode_sample(*s2, 1000, sample, skipped), "");
   EXPECT_EQ(sample.label, 7);
   EXPECT_EQ(sample.image.sizes(), (std::vector<int64_t>{8, 8, 3}));
+}
+
+// pipe:COMMAND shards (webdataset's convention): the tar is read from the command's standard output.
+std::vector<std::string> shard_keys(const std::string& path, std::string* error = nullptr) {
+  std::vector<std::string> keys;
+  ShardReader reader(path, 1 << 20);
+  while (auto s = reader.next()) keys.push_back(s->key);
+  if (error) *error = reader.error();
+  return keys;
+}
+
+TEST(PipeShards, ACommandsOutputReadsAsTheFile) {
+  TempDir dir("wds_pipe");
+  write_tar(dir.str("a.tar"), testing::good_samples("p", 4));
+  std::string error;
+  const auto want = shard_keys(dir.str("a.tar"));
+  ASSERT_EQ(want.size(), 4u);
+  EXPECT_EQ(shard_keys("pipe:cat '" + dir.str("a.tar") + "'", &error), want);
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(shard_keys("pipe:gzip -c < '" + dir.str("a.tar") + "'", &error), want);  // filters stream too
+  EXPECT_EQ(error, "");
+}
+
+TEST(PipeShards, ACommandThatFailsCannotBeOpened) {
+  try {
+    ShardReader reader("pipe:exit 3", 1 << 20);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "shard pipe:exit 3: cannot open (the command exited with status 3)");
+  }
+}
+
+TEST(PipeShards, ACommandThatFailsAfterItsOutputEndsTheShardWithAnError) {
+  TempDir dir("wds_pipe_fail");
+  write_tar(dir.str("a.tar"), testing::good_samples("p", 4));
+  std::string error;
+  // The last sample is complete, but the failure may have cut what followed: the shard counts as truncated.
+  const auto keys = shard_keys("pipe:cat '" + dir.str("a.tar") + "'; exit 4", &error);
+  EXPECT_EQ(keys, (std::vector<std::string>{"p_0", "p_1", "p_2"}));
+  EXPECT_THAT(error, ::testing::HasSubstr("the command exited with status 4"));
+}
+
+TEST(PipeShards, ClosingEarlyStopsTheCommand) {
+  TempDir dir("wds_pipe_early");
+  write_tar(dir.str("a.tar"), testing::good_samples("p", 4));
+  const auto start = std::chrono::steady_clock::now();
+  {
+    ShardReader reader("pipe:cat '" + dir.str("a.tar") + "'; exec sleep 60", 1 << 20);
+    ASSERT_TRUE(reader.next());
+  }  // the command still runs: it is stopped
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(ParseRegions, ValidBadAndMalformed) {
