@@ -54,6 +54,18 @@ def collect(p, lines, until=None, event=None):
             event.set()
 
 
+def terminate(p, reader):
+    """SIGTERM, then up to 20 s for the exit (SIGKILL after); the seconds it took."""
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+    reader.join()
+    return time.monotonic() - t0
+
+
 def main():
     a = fc.parse_args()
     checks = fc.Checks("data-stall")
@@ -103,14 +115,7 @@ def main():
     reader = threading.Thread(target=collect, args=(p, lines))
     reader.start()
     time.sleep(3)
-    t0 = time.monotonic()
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-    reader.join()
-    secs = time.monotonic() - t0
+    secs = terminate(p, reader)
     log = "".join(lines)
     checks.check(f"SIGTERM while a shard blocks: exit 0 in {secs:.1f} s, no checkpoint",
                  p.returncode == 0 and secs < 20 and "while waiting for data at step 0" in log and
@@ -139,15 +144,8 @@ def main():
         p.kill()
         checks.finish()
     time.sleep(3)  # the 48 samples are 12 steps: by now the loader waits on the pipe
-    t0 = time.monotonic()
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-    reader.join()
+    secs = terminate(p, reader)
     writer_done.set()
-    secs = time.monotonic() - t0
     log = "".join(lines)
     saved = fc.latest_name(out)
     checks.check(f"SIGTERM while the pipe blocks mid-run: exit 0 in {secs:.1f} s with a checkpoint of the last step "

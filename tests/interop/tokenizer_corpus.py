@@ -2,7 +2,11 @@
 scripts, emoji sequences, combining marks, ligatures, full-width forms, runs of spaces, tabs and newlines, control
 characters, empty text, texts over 64 tokens, digits, special-token strings inside text, user-defined pieces
 (USER_DEFINED, as Gemma's) in every case and next to other text."""
+import json
+import os
 import random
+import subprocess
+import sys
 
 WORDS = {
     "en": "a photo of the cat dog sitting on red blue green car street city night mountain lake view people walking "
@@ -90,3 +94,37 @@ def corpus(n_random=360, seed=1):
 if __name__ == "__main__":
     c = corpus()
     print(len(c), "texts")
+
+
+# Tokenises with the stock AutoTokenizer in a fresh Python where google.protobuf and sentencepiece cannot be
+# imported (so transformers cannot convert tokenizer.model itself and must use tokenizer.json).
+_BLOCKED_SIDE = r'''
+import sys
+sys.modules["google.protobuf"] = None
+sys.modules["google"] = None
+sys.modules["sentencepiece"] = None
+import json
+from transformers import AutoTokenizer
+jobs = json.load(open(sys.argv[1], encoding="utf-8"))
+out = []
+for job in jobs:
+    tok = AutoTokenizer.from_pretrained(job["dir"])
+    out.append({"class": type(tok).__name__, "ids": {str(n): tok(job["texts"], padding="max_length", truncation=True,
+                                                                 max_length=n)["input_ids"] for n in job["lengths"]}})
+json.dump(out, open(sys.argv[2], "w"))
+'''
+
+
+def blocked_autotokenizer(workdir, jobs):
+    """jobs: [{"dir", "texts", "lengths"}] -> (None, [{"class", "ids": {"64": [[...]]}}]) or (stderr, None)."""
+    jobs_path, out_path = os.path.join(workdir, "jobs.json"), os.path.join(workdir, "hf_ids.json")
+    with open(jobs_path, "w", encoding="utf-8") as f:
+        json.dump(jobs, f, ensure_ascii=False)
+    side = os.path.join(workdir, "hf_side.py")
+    with open(side, "w") as f:
+        f.write(_BLOCKED_SIDE)
+    r = subprocess.run([sys.executable, side, jobs_path, out_path], capture_output=True, text=True)
+    if r.returncode != 0:
+        return r.stderr, None
+    with open(out_path) as f:
+        return None, json.load(f)
