@@ -50,7 +50,7 @@ t0=$(date +%s)
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/.deps" \
-  -DSIGLIP2_BUILD_TESTS=OFF -DSIGLIP2_WITH_OPENCV=OFF -DSIGLIP2_WITH_ARCHIVE=OFF -DSIGLIP2_WITH_SENTENCEPIECE=OFF \
+  -DSIGLIP2_BUILD_TESTS=OFF -DSIGLIP2_WITH_OPENCV=OFF -DSIGLIP2_WITH_ARCHIVE=OFF -DSIGLIP2_WITH_CURL=OFF -DSIGLIP2_WITH_SENTENCEPIECE=OFF \
   -DSIGLIP2_CUDA=ON >"$work/configure.log" 2>&1 || { tail -n 40 "$work/configure.log"; exit 1; }
 cmake --build "$BUILD" -j "$JOBS" --target siglip2 >"$work/build.log" 2>&1 || { tail -n 60 "$work/build.log"; exit 1; }
 BIN=$PWD/$BUILD/siglip2

@@ -21,7 +21,7 @@ quietly() {  # run a command, show its output only when it fails
 
 apt_packages=(build-essential cmake ninja-build ccache pkg-config python3 python3-pip
   libyaml-cpp-dev libsentencepiece-dev libopencv-dev libarchive-dev nlohmann-json3-dev
-  libfmt-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
+  libcurl4-openssl-dev libfmt-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   clang lld libclang-rt-14-dev)  # the last three: libFuzzer targets (scripts/fuzz.sh)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "data/remote.hpp"
 
 namespace siglip2 {
 
@@ -169,6 +170,7 @@ struct LoaderConfig {
   int64_t retry_delay_ms = 200;
   double max_failed_shards = 0.5;  // share of a rank's last 20 shard opens that may fail before the run stops
   int64_t stall_timeout_s = 900;   // no batch for this long stops the run (0: wait forever)
+  RemoteOptions remote;            // http(s):// and s3:// shards
   bool locca = true;
   bool ssl_views = false;
   LoccaTargetsConfig locca_targets;
@@ -198,6 +200,7 @@ struct LoaderConfig {
       config::in_range(0.0, 1.0));
     v("stall_timeout_s", stall_timeout_s, "seconds without a batch before the run stops with an error (0: never)",
       at_least<int64_t>(0));
+    v("remote", remote, "http(s):// and s3:// shards: timeouts and retries");
     v("locca", locca, "produce LocCa decoder targets");
     v("ssl_views", ssl_views, "produce self-distillation local crops");
     v("locca_targets", locca_targets, "LocCa target layout");

@@ -194,7 +194,7 @@ class SourceStream {
       for (int64_t attempt = 0;; ++attempt) {
         s_.set_activity(worker_, "opening '" + path + "' (attempt " + std::to_string(attempt + 1) + ")");
         try {
-          reader_ = std::make_unique<ShardReader>(path, s_.config.max_entry_bytes);
+          reader_ = std::make_unique<ShardReader>(path, s_.config.max_entry_bytes, true, s_.config.remote, &s_.stopping);
           s_.set_activity(worker_, "reading '" + path + "'");
           record_open(true, "");
           break;
@@ -588,7 +588,7 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
     s.sources.push_back(expand_braces(pattern));
     for (const auto& path : s.sources.back()) {
       std::error_code ec;
-      if (!is_pipe_shard(path) && !std::filesystem::exists(path, ec)) s.missing_at_start.insert(path);
+      if (is_local_shard(path) && !std::filesystem::exists(path, ec)) s.missing_at_start.insert(path);
     }
     if (static_cast<int64_t>(s.sources.back().size()) < slots) {
       throw ConfigError("data source '" + pattern + "' has " + std::to_string(s.sources.back().size()) +

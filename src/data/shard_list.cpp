@@ -94,7 +94,7 @@ void check_shard_files(const std::string& key, const std::string& pattern, const
   size_t missing = 0, local = 0;
   std::string first;
   for (const auto& path : paths) {
-    if (is_pipe_shard(path)) continue;
+    if (!is_local_shard(path)) continue;
     ++local;
     std::error_code ec;
     if (std::filesystem::exists(path, ec)) continue;

@@ -16,10 +16,18 @@ inline bool is_pipe_shard(const std::string& path) {
   return path.rfind("pipe:", 0) == 0;
 }
 
+// Whether a shard is read over the network (src/data/remote.hpp): http://, https:// or s3:// URLs.
+inline bool is_remote_shard(const std::string& path) {
+  return path.rfind("http://", 0) == 0 || path.rfind("https://", 0) == 0 || path.rfind("s3://", 0) == 0;
+}
+
+// Whether a shard is a local file (neither a command nor a URL): only those are checked before a run starts.
+inline bool is_local_shard(const std::string& path) { return !is_pipe_shard(path) && !is_remote_shard(path); }
+
 // A pattern list, each expanded, concatenated in order.
 std::vector<std::string> expand_shard_patterns(const std::vector<std::string>& patterns);
 
-// Before a run starts: the files of a local shard pattern that do not exist (pipe: shards are not checked). All of them missing (a typo in the
+// Before a run starts: the files of a local shard pattern that do not exist (commands and URLs are not checked). All of them missing (a typo in the
 // pattern), or more than `max_missing` (a share, data.max_failed_shards) of them, is a siglip2::ConfigError
 // "KEY: 'PATTERN': M of N shard files do not exist or cannot be checked (first: PATH)"; fewer are a warning, and
 // the loader skips and counts them as it does a shard lost mid-run (without counting them against the source's

@@ -59,12 +59,42 @@ std::pair<int, int> spawn(const std::string& command, const std::string& shard) 
 
 }  // namespace
 
-TarReader::TarReader(const std::string& path) : path_(path), archive_(archive_read_new()) {
+// libarchive's read callback for remote shards: the next bytes of the stream, 0 at its end, -1 with the
+// stream's error.
+struct TarReaderCallbacks {
+  static la_ssize_t read(archive* a, void* self, const void** buffer) {
+    auto* reader = static_cast<TarReader*>(self);
+    try {
+      const size_t n = reader->remote_->read(reader->chunk_.data(), reader->chunk_.size());
+      *buffer = reader->chunk_.data();
+      return static_cast<la_ssize_t>(n);
+    } catch (const std::exception& e) {
+      std::string message = e.what();  // "shard URL: why": TarReader::next names the shard itself
+      const std::string prefix = "shard " + reader->path_ + ": ";
+      if (message.rfind(prefix, 0) == 0) message = message.substr(prefix.size());
+      archive_set_error(a, EIO, "%s", message.c_str());
+      return -1;
+    }
+  }
+};
+
+TarReader::TarReader(const std::string& path, const RemoteOptions& remote, const std::atomic<bool>* stop)
+    : path_(path), archive_(archive_read_new()) {
   if (!archive_) throw Error("shard " + path + ": libarchive cannot allocate a reader");
   archive_read_support_format_tar(archive_);
   archive_read_support_filter_all(archive_);  // .tar.gz etc. stream too
   int status;
-  if (is_pipe_shard(path)) {
+  if (is_remote_shard(path)) {
+    try {
+      remote_ = std::make_unique<RemoteStream>(path, remote, stop);
+    } catch (...) {
+      archive_read_free(archive_);
+      archive_ = nullptr;
+      throw;
+    }
+    chunk_.resize(1 << 20);
+    status = archive_read_open(archive_, this, nullptr, &TarReaderCallbacks::read, nullptr);
+  } else if (is_pipe_shard(path)) {
     try {
       std::tie(pid_, fd_) = spawn(path.substr(5), path);
     } catch (...) {

@@ -63,8 +63,12 @@ std::optional<Region> parse_region(const nlohmann::json& r) {
 
 }  // namespace
 
-ShardReader::ShardReader(const std::string& path, int64_t max_entry_bytes, bool read_data)
-    : path_(path), tar_(std::make_unique<TarReader>(path)), max_entry_bytes_(max_entry_bytes), read_data_(read_data) {}
+ShardReader::ShardReader(const std::string& path, int64_t max_entry_bytes, bool read_data,
+                         const RemoteOptions& remote, const std::atomic<bool>* stop)
+    : path_(path),
+      tar_(std::make_unique<TarReader>(path, remote, stop)),
+      max_entry_bytes_(max_entry_bytes),
+      read_data_(read_data) {}
 
 ShardReader::~ShardReader() = default;
 

@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -13,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "data/remote.hpp"
 
 namespace siglip2 {
 
@@ -45,8 +48,9 @@ struct RawSample {
 // Groups the entries of one shard into samples, streaming.
 class ShardReader {
  public:
-  // Throws siglip2::Error when the shard cannot be opened.
-  ShardReader(const std::string& path, int64_t max_entry_bytes, bool read_data = true);
+  // Throws siglip2::Error when the shard cannot be opened. `remote` and `stop`: for URLs (TarReader).
+  ShardReader(const std::string& path, int64_t max_entry_bytes, bool read_data = true,
+              const RemoteOptions& remote = {}, const std::atomic<bool>* stop = nullptr);
   ~ShardReader();
   // The next sample; nullopt at the end. A read error ends the shard: nullopt, and error() says why.
   std::optional<RawSample> next();
