@@ -103,11 +103,18 @@ struct Shared {
 // One source as one worker sees it: its shards of the epoch, in order, through a shuffle buffer.
 class SourceStream {
  public:
-  SourceStream(Shared& shared, int64_t source, int64_t worker, int64_t epoch, int64_t emitted, SkipCounts& skipped)
+  // Resumes where `position` says (its buffer re-read from where each sample lives), or, from a state without
+  // positions, by replaying the epoch's first `emitted` samples.
+  SourceStream(Shared& shared, int64_t source, int64_t worker, int64_t epoch, int64_t emitted,
+               const SourcePosition* position, SkipCounts& skipped)
       : s_(shared), source_(source), worker_(worker), epoch_(epoch), skipped_(skipped) {
     finished_ = s_.config.epochs > 0 && epoch_ >= s_.config.epochs;
     if (finished_) return;
     start_epoch();
+    if (position) {
+      restore(emitted, *position);
+      return;
+    }
     counting_ = false;  // replay: the counts of this part are already in the state
     for (int64_t i = 0; i < emitted && next(); ++i) {
     }
@@ -123,6 +130,7 @@ class SourceStream {
           input_done_ = true;
         } else {
           buffer_.push_back(std::move(*raw));
+          buffer_shard_.push_back(static_cast<int64_t>(shard_pos_) - 1);
           ++read_in_epoch_;
         }
       }
@@ -132,8 +140,10 @@ class SourceStream {
       }
       const size_t j = below(rng_, buffer_.size());
       std::swap(buffer_[j], buffer_.back());
+      std::swap(buffer_shard_[j], buffer_shard_.back());
       RawSample out = std::move(buffer_.back());
       buffer_.pop_back();
+      buffer_shard_.pop_back();
       ++emitted_;
       return out;
     }
@@ -144,18 +154,109 @@ class SourceStream {
   int64_t emitted() const { return emitted_; }
   bool finished() const { return finished_; }
 
+  // Where the stream stands, for the loader state. A shard read to its end is closed first (its error, if any,
+  // counted), in the uninterrupted run as in a resumed one.
+  SourcePosition position() {
+    SourcePosition p;
+    if (reader_ && !lookahead_ && reader_->exhausted()) close_reader();
+    if (reader_) {
+      p.shard = static_cast<int64_t>(shard_pos_) - 1;
+      p.offset = lookahead_ ? lookahead_->offset : reader_->next_offset();
+    } else {
+      p.shard = static_cast<int64_t>(shard_pos_);
+    }
+    p.read = read_in_epoch_;
+    p.input_done = input_done_;
+    p.buffer_shards = buffer_shard_;
+    p.buffer_offsets.reserve(buffer_.size());
+    for (const auto& raw : buffer_) p.buffer_offsets.push_back(raw.offset);
+    std::vector<int64_t> shards = buffer_shard_;
+    shards.push_back(p.shard);
+    std::sort(shards.begin(), shards.end());
+    shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
+    for (int64_t k : shards)
+      if (auto it = seekable_.find(k); it != seekable_.end() && it->second) p.seekable.push_back(k);
+    return p;
+  }
+
  private:
   void start_epoch() {
     shards_ = worker_shards(s_.sources[source_], s_.config.seed, source_, epoch_, s_.rank, s_.world_size, worker_,
                             s_.config.workers);
     shard_pos_ = 0;
     reader_.reset();
+    lookahead_.reset();
     buffer_.clear();
+    buffer_shard_.clear();
+    seekable_.clear();
     input_done_ = false;
     emitted_ = 0;
     read_in_epoch_ = 0;
     rng_.seed(mix_seed({uint64_t(s_.config.seed), kBufferTag, uint64_t(source_), uint64_t(epoch_), uint64_t(s_.rank),
                         uint64_t(worker_)}));
+  }
+
+  // The shuffle buffer and reading position of a saved state, without re-reading the epoch: each shard that
+  // holds buffered samples is opened once (at its first buffered sample when it can seek, else from its start)
+  // and only those samples are read; the shard being read stays open at the saved offset.
+  void restore(int64_t emitted, const SourcePosition& p) {
+    emitted_ = emitted;
+    rng_.discard(static_cast<unsigned long long>(emitted));  // one draw per sample given out (below)
+    read_in_epoch_ = p.read;
+    input_done_ = p.input_done;
+    const size_t n = p.buffer_offsets.size();
+    std::vector<std::optional<RawSample>> slots(n);
+    std::map<int64_t, std::vector<int64_t>> wanted;  // shard -> offsets
+    for (size_t i = 0; i < n; ++i) wanted[p.buffer_shards[i]].push_back(p.buffer_offsets[i]);
+    const bool reading = !p.input_done && p.shard < static_cast<int64_t>(shards_.size()) && p.offset > 0;
+    if (reading) wanted[p.shard];  // the shard being read, even without buffered samples
+    std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> slot_of;  // (shard, offset) -> buffer slots
+    for (size_t i = 0; i < n; ++i) slot_of[{p.buffer_shards[i], p.buffer_offsets[i]}].push_back(i);
+    for (auto& [k, offsets] : wanted) {
+      std::sort(offsets.begin(), offsets.end());
+      offsets.erase(std::unique(offsets.begin(), offsets.end()), offsets.end());
+      if (k < 0 || k >= static_cast<int64_t>(shards_.size())) continue;
+      const bool current = reading && k == p.shard;
+      const int64_t from = current ? p.offset : std::numeric_limits<int64_t>::max();
+      const bool seek = std::binary_search(p.seekable.begin(), p.seekable.end(), k);
+      const int64_t first = std::min(offsets.empty() ? from : offsets.front(), from);
+      std::unique_ptr<ShardReader> reader = open_shard(shards_[static_cast<size_t>(k)], first, seek);
+      if (!reader) continue;
+      seekable_[k] = seek;
+      reader->want_only(offsets, from);
+      size_t found = 0;
+      while (current || found < offsets.size()) {
+        std::optional<RawSample> raw = reader->next();
+        if (!raw) break;
+        s_.touch(worker_);
+        if (current && raw->offset >= from) {
+          lookahead_ = std::move(raw);
+          break;
+        }
+        auto it = slot_of.find({k, raw->offset});
+        if (it == slot_of.end()) continue;
+        ++found;
+        for (size_t i = 0; i + 1 < it->second.size(); ++i) slots[it->second[i]] = *raw;
+        slots[it->second.back()] = std::move(*raw);
+      }
+      if (current) {
+        reader_ = std::move(reader);
+        shard_pos_ = static_cast<size_t>(k) + 1;
+      }
+    }
+    if (!reading) shard_pos_ = static_cast<size_t>(std::max<int64_t>(0, p.shard));
+    int64_t lost = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (!slots[i]) {
+        ++lost;
+        continue;
+      }
+      buffer_.push_back(std::move(*slots[i]));
+      buffer_shard_.push_back(p.buffer_shards[i]);
+    }
+    if (lost > 0)
+      log_warn("data: " + std::to_string(lost) + " samples of the saved shuffle buffer of source '" +
+               s_.config.shards[source_] + "' could not be read again; the resumed stream differs from here on");
   }
 
   void end_epoch() {
@@ -176,46 +277,68 @@ class SourceStream {
     start_epoch();
   }
 
+  // The current shard is done: a read error that ended it is counted (not a stop of the loader).
+  void close_reader() {
+    if (!reader_->error().empty() && counting_ && !s_.stopping.load()) {
+      ++skipped_[skip::kTruncatedShard];
+      log_warn("data: " + reader_->error() + "; the rest of this shard is skipped");
+    }
+    reader_.reset();
+  }
+
+  // Opens a shard (at `offset`, seeking if `seek`), retrying data.open_retries times (a URL: data.remote.retries,
+  // inside RemoteStream); nullptr when it cannot be opened (counted as unreadable_shard) or the loader stops.
+  std::unique_ptr<ShardReader> open_shard(const std::string& path, int64_t offset, bool seek) {
+    for (int64_t attempt = 0;; ++attempt) {
+      s_.set_activity(worker_, "opening '" + path + "' (attempt " + std::to_string(attempt + 1) + ")");
+      try {
+        auto reader = std::make_unique<ShardReader>(path, s_.config.max_entry_bytes, true, s_.config.remote,
+                                                    &s_.stopping, offset, seek);
+        s_.set_activity(worker_, "reading '" + path + "'");
+        record_open(true, "");
+        return reader;
+      } catch (const Error& e) {
+        if (s_.stopping.load()) return nullptr;
+        // A URL was already retried as data.remote says (or refused for good): no retries on top.
+        const bool remote = dynamic_cast<const RemoteError*>(&e) != nullptr;
+        if (attempt >= s_.config.open_retries || remote) {
+          if (counting_) {
+            ++skipped_[skip::kUnreadableShard];
+            log_error("data: " + std::string(e.what()) +
+                      (remote ? "; skipped" : "; skipped after " + std::to_string(attempt + 1) + " attempts"));
+          }
+          if (!s_.missing_at_start.count(path)) record_open(false, e.what());
+          return nullptr;
+        }
+        const auto until = std::chrono::steady_clock::now() +
+                           std::chrono::milliseconds(s_.config.retry_delay_ms << std::min<int64_t>(attempt, 10));
+        while (std::chrono::steady_clock::now() < until && !s_.stopping.load())
+          std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+              std::chrono::milliseconds(50), until - std::chrono::steady_clock::now()));
+        if (s_.stopping.load()) return nullptr;
+      }
+    }
+  }
+
   std::optional<RawSample> next_input() {
     for (;;) {
+      if (lookahead_) {
+        std::optional<RawSample> raw = std::move(lookahead_);
+        lookahead_.reset();
+        return raw;
+      }
       if (reader_) {
         if (std::optional<RawSample> raw = reader_->next()) {
           s_.touch(worker_);
+          seekable_[static_cast<int64_t>(shard_pos_) - 1] = reader_->seekable();
           return raw;
         }
-        if (!reader_->error().empty() && counting_) {
-          ++skipped_[skip::kTruncatedShard];
-          log_warn("data: " + reader_->error() + "; the rest of this shard is skipped");
-        }
-        reader_.reset();
+        close_reader();
       }
       if (shard_pos_ >= shards_.size()) return std::nullopt;
       const std::string& path = shards_[shard_pos_++];
-      for (int64_t attempt = 0;; ++attempt) {
-        s_.set_activity(worker_, "opening '" + path + "' (attempt " + std::to_string(attempt + 1) + ")");
-        try {
-          reader_ = std::make_unique<ShardReader>(path, s_.config.max_entry_bytes, true, s_.config.remote, &s_.stopping);
-          s_.set_activity(worker_, "reading '" + path + "'");
-          record_open(true, "");
-          break;
-        } catch (const Error& e) {
-          if (attempt >= s_.config.open_retries) {
-            if (counting_) {
-              ++skipped_[skip::kUnreadableShard];
-              log_error("data: " + std::string(e.what()) + "; skipped after " + std::to_string(attempt + 1) +
-                        " attempts");
-            }
-            if (!s_.missing_at_start.count(path)) record_open(false, e.what());
-            break;
-          }
-          const auto until = std::chrono::steady_clock::now() +
-                             std::chrono::milliseconds(s_.config.retry_delay_ms << std::min<int64_t>(attempt, 10));
-          while (std::chrono::steady_clock::now() < until && !s_.stopping.load())
-            std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-                std::chrono::milliseconds(50), until - std::chrono::steady_clock::now()));
-          if (s_.stopping.load()) return std::nullopt;
-        }
-      }
+      reader_ = open_shard(path, 0, false);
+      if (!reader_ && s_.stopping.load()) return std::nullopt;
     }
   }
 
@@ -237,9 +360,12 @@ class SourceStream {
   int64_t source_, worker_, epoch_;
   SkipCounts& skipped_;
   std::vector<std::string> shards_;
-  size_t shard_pos_ = 0;
+  size_t shard_pos_ = 0;  // the next shard of shards_ to open
   std::unique_ptr<ShardReader> reader_;
+  std::optional<RawSample> lookahead_;  // a restored reader's first sample, read ahead
   std::vector<RawSample> buffer_;
+  std::vector<int64_t> buffer_shard_;    // per buffered sample: its shard's index in shards_
+  std::map<int64_t, bool> seekable_;     // per shard index opened this epoch: can it be opened at an offset
   DataRng rng_;
   bool input_done_ = false, finished_ = false, counting_ = true;
   int64_t emitted_ = 0, read_in_epoch_ = 0, empty_epochs_ = 0;
@@ -267,10 +393,14 @@ class Worker {
     const size_t n = s_.sources.size();
     state_.source_epoch.resize(n, 0);
     state_.source_emitted.resize(n, 0);
+    const bool positioned = state_.source_position.size() == n;
     for (size_t i = 0; i < n; ++i) {
       streams_.push_back(std::make_unique<SourceStream>(s_, static_cast<int64_t>(i), index_, state_.source_epoch[i],
-                                                        state_.source_emitted[i], state_.skipped));
+                                                        state_.source_emitted[i],
+                                                        positioned ? &state_.source_position[i] : nullptr,
+                                                        state_.skipped));
     }
+    state_.source_position.resize(n);
   }
 
   // The next batch, or none when every source is finished.
@@ -362,6 +492,7 @@ class Worker {
 
   void snapshot() {
     for (size_t i = 0; i < streams_.size(); ++i) {
+      state_.source_position[i] = streams_[i]->position();
       state_.source_epoch[i] = streams_[i]->epoch();
       state_.source_emitted[i] = streams_[i]->emitted();
     }
@@ -467,9 +598,19 @@ std::string loader_state_to_json(const LoaderState& st) {
   j["next_worker"] = st.next_worker;
   j["workers"] = nlohmann::json::array();
   for (const auto& w : st.workers) {
+    nlohmann::json positions = nlohmann::json::array();
+    for (const auto& p : w.source_position)
+      positions.push_back({{"shard", p.shard},
+                           {"offset", p.offset},
+                           {"read", p.read},
+                           {"input_done", p.input_done},
+                           {"buffer_shards", p.buffer_shards},
+                           {"buffer_offsets", p.buffer_offsets},
+                           {"seekable", p.seekable}});
     j["workers"].push_back({{"pulls", w.pulls},
                             {"source_epoch", w.source_epoch},
                             {"source_emitted", w.source_emitted},
+                            {"source_position", positions},
                             {"batches", w.batches},
                             {"skipped", w.skipped},
                             {"done", w.done}});
@@ -491,6 +632,21 @@ LoaderState loader_state_from_json(const std::string& text) {
       ws.pulls = w.at("pulls").get<int64_t>();
       ws.source_epoch = w.at("source_epoch").get<std::vector<int64_t>>();
       ws.source_emitted = w.at("source_emitted").get<std::vector<int64_t>>();
+      if (w.contains("source_position")) {
+        for (const auto& p : w.at("source_position")) {
+          SourcePosition sp;
+          sp.shard = p.at("shard").get<int64_t>();
+          sp.offset = p.at("offset").get<int64_t>();
+          sp.read = p.at("read").get<int64_t>();
+          sp.input_done = p.at("input_done").get<bool>();
+          sp.buffer_shards = p.at("buffer_shards").get<std::vector<int64_t>>();
+          sp.buffer_offsets = p.at("buffer_offsets").get<std::vector<int64_t>>();
+          sp.seekable = p.at("seekable").get<std::vector<int64_t>>();
+          if (sp.buffer_shards.size() != sp.buffer_offsets.size())
+            throw Error("data loader state: buffer_shards and buffer_offsets differ in length");
+          ws.source_position.push_back(std::move(sp));
+        }
+      }
       ws.batches = w.value("batches", int64_t{0});
       ws.skipped = w.at("skipped").get<SkipCounts>();
       ws.done = w.at("done").get<bool>();

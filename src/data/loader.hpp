@@ -20,10 +20,23 @@ namespace siglip2 {
 
 class Tokenizer;
 
+// Where one source's stream of one worker stands inside its epoch, so that a resume reads its shuffle buffer's
+// samples and the shard it was in, not the epoch up to there (docs/data.md, "Resume").
+struct SourcePosition {
+  int64_t shard = 0;     // index in the epoch's shard list (worker_shards) of the shard being read, or next to open
+  int64_t offset = 0;    // in that shard, where the next sample's first header is (0: its start)
+  int64_t read = 0;      // samples read into the shuffle buffer this epoch
+  bool input_done = false;             // the epoch's shards are all read; the buffer drains
+  std::vector<int64_t> buffer_shards;  // the shuffle buffer, in its order: each sample's shard index ...
+  std::vector<int64_t> buffer_offsets;  // ... and offset (RawSample::offset)
+  std::vector<int64_t> seekable;       // sorted: those shard indices that can be opened at an offset
+};
+
 struct LoaderWorkerState {
   int64_t pulls = 0;                    // samples taken from the mixed stream, skipped ones included
   std::vector<int64_t> source_epoch;    // per source: the epoch being read
   std::vector<int64_t> source_emitted;  // per source: samples its shuffle buffer gave out in that epoch
+  std::vector<SourcePosition> source_position;  // per source (empty in states of older versions: replayed)
   SkipCounts skipped;
   int64_t batches = 0;  // batches this worker produced (their NaFlex sequence lengths follow from it)
   bool done = false;    // finite epochs: nothing left
@@ -75,8 +88,9 @@ struct LoaderInterrupted : std::exception {
 class DataLoader {
  public:
   // Starts the worker threads. `resume`: a state from a loader with the same seed, rank, world size and
-  // number of workers (else siglip2::Error); a resumed worker re-reads (without decoding) the part of its
-  // current epoch it had already given out, to rebuild its shuffle buffer.
+  // number of workers (else siglip2::Error); a resumed worker re-reads (without decoding) the samples of its
+  // shuffle buffer, from the shards and offsets the state lists, and reopens the shard it was reading at the
+  // sample it had reached.
   // When CUDA is available at run time, the batch tensors are allocated in pinned memory, so copies to
   // the GPU can be asynchronous.
   DataLoader(const LoaderConfig& config, const ImageConfig& image, const Tokenizer& tokenizer, int64_t rank,

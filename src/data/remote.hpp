@@ -55,6 +55,13 @@ struct S3Request {
 };
 S3Request s3_request(const std::string& s3_url);
 
+// What a RemoteStream throws: the shard is given up after the retries data.remote allows (or at once for an
+// answer that a retry would not change, 4xx), so the loader does not retry it again.
+class RemoteError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Whether this build reads http(s):// and s3:// shards (it was built with libcurl).
 bool remote_shards_supported();
 
@@ -63,19 +70,23 @@ bool remote_shards_supported();
 // read from the start and the first N bytes dropped), so the bytes returned are the object's, in order, once.
 class RemoteStream {
  public:
-  // Sends the request and waits for the first bytes or the end, so that a shard that cannot be had throws here:
-  // siglip2::Error "shard URL: HTTP 404", "... cannot connect (...)", "... gave up after N attempts (...)".
-  // HTTP 4xx other than 408 and 429 are not retried. `stop`, when set, ends every wait within 0.2 s with an
-  // Error ("stopped").
-  RemoteStream(const std::string& shard, const RemoteOptions& options, const std::atomic<bool>* stop = nullptr);
+  // Sends the request and waits for the first bytes or the end, so that a shard that cannot be had throws here
+  // a RemoteError "shard URL: WHY": "HTTP 404 (NoSuchKey)" (S3's error code in brackets), "HTTP 503 (gave up after
+  // 6 failed requests in a row)", libcurl's message ("Failed to connect to host port 80 ...", "no byte received
+  // for 60 s"). HTTP 4xx other than 408 and 429 are not retried, nor an answer to a Range request that starts
+  // elsewhere, nor 412 (the object changed between two requests: a resume sends If-Match with the first
+  // answer's ETag). `stop`, when set, ends every wait within 0.2 s (a DNS lookup in progress excepted) with a
+  // RemoteError ("stopped"). After an error every read() throws it again.
+  RemoteStream(const std::string& shard, const RemoteOptions& options, const std::atomic<bool>* stop = nullptr,
+               int64_t offset = 0);
   ~RemoteStream();
   RemoteStream(const RemoteStream&) = delete;
   RemoteStream& operator=(const RemoteStream&) = delete;
 
-  // Copies up to `n` bytes into `out`: the count, 0 at the end of the object. Throws siglip2::Error when the
+  // Copies up to `n` bytes into `out`: the count, 0 at the end of the object. Throws RemoteError when the
   // object cannot be read further within the retries.
   size_t read(char* out, size_t n);
-  int64_t position() const;  // bytes returned so far
+  int64_t position() const;  // the object's offset of the next byte read() returns
   int64_t resumes() const;   // requests made after the first (Range resumes and retries)
 
  private:

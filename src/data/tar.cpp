@@ -78,15 +78,21 @@ struct TarReaderCallbacks {
   }
 };
 
-TarReader::TarReader(const std::string& path, const RemoteOptions& remote, const std::atomic<bool>* stop)
+TarReader::TarReader(const std::string& path, const RemoteOptions& remote, const std::atomic<bool>* stop,
+                     int64_t offset, bool seek)
     : path_(path), archive_(archive_read_new()) {
+  if (offset > 0 && seek && !is_pipe_shard(path)) {
+    base_ = offset;
+  } else {
+    skip_ = offset;
+  }
   if (!archive_) throw Error("shard " + path + ": libarchive cannot allocate a reader");
   archive_read_support_format_tar(archive_);
   archive_read_support_filter_all(archive_);  // .tar.gz etc. stream too
   int status;
   if (is_remote_shard(path)) {
     try {
-      remote_ = std::make_unique<RemoteStream>(path, remote, stop);
+      remote_ = std::make_unique<RemoteStream>(path, remote, stop, base_);
     } catch (...) {
       archive_read_free(archive_);
       archive_ = nullptr;
@@ -103,6 +109,17 @@ TarReader::TarReader(const std::string& path, const RemoteOptions& remote, const
       throw;
     }
     status = archive_read_open_fd(archive_, fd_, 1 << 20);
+  } else if (base_ > 0) {
+    file_fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (file_fd_ < 0 || ::lseek(file_fd_, base_, SEEK_SET) != base_) {
+      const std::string why = std::strerror(errno);
+      if (file_fd_ >= 0) ::close(file_fd_);
+      file_fd_ = -1;
+      archive_read_free(archive_);
+      archive_ = nullptr;
+      throw Error("shard " + path + ": cannot open at byte " + std::to_string(base_) + " (" + why + ")");
+    }
+    status = archive_read_open_fd(archive_, file_fd_, 1 << 20);
   } else {
     status = archive_read_open_filename(archive_, path.c_str(), 1 << 20);
   }
@@ -110,19 +127,29 @@ TarReader::TarReader(const std::string& path, const RemoteOptions& remote, const
     std::string message = archive_message(archive_);
     archive_read_free(archive_);
     archive_ = nullptr;
+    if (file_fd_ >= 0) ::close(file_fd_);  // the destructor does not run for a constructor that throws
+    file_fd_ = -1;
     if (pid_ > 0) {
       ::close(fd_);
       fd_ = -1;
       const int exit = finish_command();  // its output is closed: it ends (or is stopped)
       if (!(WIFEXITED(exit) && WEXITSTATUS(exit) == 0)) message = exit_text(exit);
     }
+    if (remote_) throw RemoteError("shard " + path + ": " + message);  // the stream's own reason, retries done
     throw Error("shard " + path + ": cannot open (" + message + ")");
   }
 }
 
 TarReader::~TarReader() {
   if (archive_) archive_read_free(archive_);
+  if (file_fd_ >= 0) ::close(file_fd_);
   close_pipe();
+}
+
+bool TarReader::seekable() const {
+  // One filter is the bare byte stream; more are decompressors (.tar.gz, .tar.zst, ...).
+  return archive_ && pid_ <= 0 && archive_filter_count(archive_) == 1 &&
+         archive_filter_code(archive_, 0) == ARCHIVE_FILTER_NONE;
 }
 
 int TarReader::finish_command() {
@@ -155,6 +182,10 @@ void TarReader::close_pipe() {
 }
 
 bool TarReader::next(TarEntry& entry, bool read_data, int64_t max_bytes) {
+  return next(entry, [read_data](const TarEntry&) { return read_data; }, max_bytes);
+}
+
+bool TarReader::next(TarEntry& entry, const std::function<bool(const TarEntry&)>& want_data, int64_t max_bytes) {
   if (!archive_) return false;  // a pipe's end was reached
   for (;;) {
     archive_entry* header = nullptr;
@@ -174,10 +205,16 @@ bool TarReader::next(TarEntry& entry, bool read_data, int64_t max_bytes) {
     if (status < ARCHIVE_WARN) throw Error("shard " + path_ + ": " + archive_message(archive_));
     if (archive_entry_filetype(header) != AE_IFREG) continue;
     entry.name = archive_entry_pathname(header) ? archive_entry_pathname(header) : "";
+    entry.offset = base_ + archive_read_header_position(archive_);
     entry.size = archive_entry_size_is_set(header) ? archive_entry_size(header) : 0;
     entry.data.clear();
     entry.data_read = false;
-    if (!read_data || entry.size > max_bytes) {
+    if (entry.offset < skip_) {  // before the start offset of a reader that cannot seek
+      if (archive_read_data_skip(archive_) < ARCHIVE_WARN)
+        throw Error("shard " + path_ + ": entry '" + entry.name + "': " + archive_message(archive_));
+      continue;
+    }
+    if (!want_data(entry) || entry.size > max_bytes) {
       if (archive_read_data_skip(archive_) < ARCHIVE_WARN)
         throw Error("shard " + path_ + ": entry '" + entry.name + "': " + archive_message(archive_));
       return true;

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 
@@ -64,19 +65,48 @@ std::optional<Region> parse_region(const nlohmann::json& r) {
 }  // namespace
 
 ShardReader::ShardReader(const std::string& path, int64_t max_entry_bytes, bool read_data,
-                         const RemoteOptions& remote, const std::atomic<bool>* stop)
+                         const RemoteOptions& remote, const std::atomic<bool>* stop, int64_t offset, bool seek)
     : path_(path),
-      tar_(std::make_unique<TarReader>(path, remote, stop)),
+      tar_(std::make_unique<TarReader>(path, remote, stop, offset, seek)),
       max_entry_bytes_(max_entry_bytes),
-      read_data_(read_data) {}
+      read_data_(read_data),
+      start_(offset) {}
 
 ShardReader::~ShardReader() = default;
 
+void ShardReader::want_only(std::vector<int64_t> offsets, int64_t from) {
+  filtered_ = true;
+  wanted_ = std::move(offsets);
+  wanted_from_ = from;
+  // The sample already begun keeps its own decision (it was read whole or not at all).
+  if (pending_ && !wanted(pending_->offset)) pending_.reset();
+}
+
+bool ShardReader::wanted(int64_t offset) const {
+  return !filtered_ || offset >= wanted_from_ || std::binary_search(wanted_.begin(), wanted_.end(), offset);
+}
+
+bool ShardReader::seekable() const { return tar_->seekable(); }
+
+int64_t ShardReader::next_offset() const {
+  if (pending_) return pending_->offset;
+  return done_ ? -1 : start_;  // before the first entry: where it was opened
+}
+
 std::optional<RawSample> ShardReader::next() {
+  // Entries of a sample that is not wanted are passed over unread; a new key starts a new sample.
+  auto want_data = [this](const TarEntry& e) {
+    const std::string key = split_name(e.name).first;
+    if (key != current_key_ || current_key_.empty()) {
+      current_key_ = key;
+      current_wanted_ = wanted(e.offset);
+    }
+    return read_data_ && current_wanted_;
+  };
   while (!done_) {
     TarEntry entry;
     try {
-      if (!tar_->next(entry, read_data_, max_entry_bytes_)) {
+      if (!tar_->next(entry, want_data, max_entry_bytes_)) {
         done_ = true;
         break;
       }
@@ -98,10 +128,15 @@ std::optional<RawSample> ShardReader::next() {
       finished = std::move(pending_);
       pending_.reset();
     }
+    if (!current_wanted_) {
+      if (finished) return finished;
+      continue;
+    }
     if (!pending_) {
       pending_.emplace();
       pending_->key = key;
       pending_->shard = path_;
+      pending_->offset = entry.offset;
     }
     RawSample& s = *pending_;
     if (read_data_ && !entry.data_read) {

@@ -43,20 +43,33 @@ struct RawSample {
   std::string image_ext;  // "" when there is no image entry
   std::optional<std::string> caption, json, cls;
   bool too_large = false;  // an entry was over the byte limit and not read
+  int64_t offset = -1;     // of its first entry's header in the shard (TarEntry::offset)
 };
 
 // Groups the entries of one shard into samples, streaming.
 class ShardReader {
  public:
-  // Throws siglip2::Error when the shard cannot be opened. `remote` and `stop`: for URLs (TarReader).
+  // Throws siglip2::Error when the shard cannot be opened. `remote` and `stop`: for URLs; `offset`, `seek`: start
+  // at the sample whose first header is at `offset` (TarReader).
   ShardReader(const std::string& path, int64_t max_entry_bytes, bool read_data = true,
-              const RemoteOptions& remote = {}, const std::atomic<bool>* stop = nullptr);
+              const RemoteOptions& remote = {}, const std::atomic<bool>* stop = nullptr, int64_t offset = 0,
+              bool seek = false);
   ~ShardReader();
   // The next sample; nullopt at the end. A read error ends the shard: nullopt, and error() says why.
   std::optional<RawSample> next();
   const std::string& error() const { return error_; }
 
+  // From now on only samples whose offset is in `offsets` (sorted) or at least `from` are returned; the
+  // entries of the others are passed over unread (a resumed loader refilling its shuffle buffer).
+  void want_only(std::vector<int64_t> offsets, int64_t from);
+  // Where the next sample returned starts (RawSample::offset); -1 when the shard has no more (exhausted()).
+  int64_t next_offset() const;
+  bool exhausted() const { return done_ && !pending_; }
+  bool seekable() const;  // TarReader::seekable
+
  private:
+  bool wanted(int64_t offset) const;
+
   std::string path_;
   std::unique_ptr<TarReader> tar_;
   int64_t max_entry_bytes_;
@@ -64,6 +77,12 @@ class ShardReader {
   std::optional<RawSample> pending_;
   bool done_ = false;
   std::string error_;
+  int64_t start_;                     // the offset it was opened at
+  bool filtered_ = false;             // want_only is in force
+  std::vector<int64_t> wanted_;       // want_only's offsets
+  int64_t wanted_from_ = 0;           // want_only's `from`
+  std::string current_key_;           // the sample the last entry belonged to
+  bool current_wanted_ = true;
 };
 
 struct Region {

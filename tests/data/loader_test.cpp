@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
 #include "common/error.hpp"
+#include "data/shard_list.hpp"
 #include "data_test_util.hpp"
 
 namespace siglip2 {
@@ -221,6 +225,72 @@ TEST_F(LoaderTest, ResumeContinuesTheUninterruptedStream) {
       EXPECT_TRUE(torch::equal(b->locca->referring.targets, full[n].locca->referring.targets));
       EXPECT_TRUE(torch::equal(b->locca->caption.parallel, full[n].locca->caption.parallel));
       EXPECT_TRUE(torch::equal(b->local_views, full[n].local_views));
+    }
+  }
+}
+
+// 1,000 small shards (4 samples each), a shuffle buffer of 3, stopped at 90% of the epoch: the resumed worker
+// opens at most 2 shards before its first batch (the shards of its buffered samples and the one it was in;
+// counted through a pipe: command that logs each open) instead of the ~450 a replay of the epoch reads, and
+// the stream goes on as the uninterrupted one, batch for batch. Files (opened at the saved offsets, later
+// epochs included) and pipes (read from their start, the samples before the offsets skipped unread) alike.
+TEST(LoaderResume, ReadsTheBufferAndTheCurrentShardNotTheEpoch) {
+  TempDir dir("loader_resume");
+  for (int i = 0; i < 1000; ++i)
+    testing::write_tar(dir.str("s" + std::to_string(i) + ".tar"), testing::good_samples("s" + std::to_string(i), 4));
+  const std::string log = dir.str("opens.log");
+  {
+    std::ofstream script(dir.str("cat_logged.sh"));
+    script << "echo \"$1\" >> '" << log << "'\nexec cat \"$1\"\n";
+  }
+  ImageConfig image;
+  image.image_size = 16;
+  for (const bool pipe : {true, false}) {
+    LoaderConfig c;
+    c.shards = {pipe ? "pipe:sh " + dir.str("cat_logged.sh") + " " + dir.str("s{0..999}.tar") : dir.str("s{0..999}.tar")};
+    c.batch_size = 10;
+    c.workers = 2;
+    c.shuffle_buffer = 3;
+    c.seed = 11;
+    c.locca = false;
+    const int epoch_batches = 4000 / 10, stop = epoch_batches * 9 / 10, more = pipe ? 60 : epoch_batches;
+    std::vector<Batch> full;
+    {
+      DataLoader loader(c, image, testing::test_tokenizer(), 0, 1);
+      for (int n = 0; n < stop + more; ++n) full.push_back(*loader.next());
+    }
+    std::string saved;
+    {
+      DataLoader loader(c, image, testing::test_tokenizer(), 0, 1);
+      for (int n = 0; n < stop; ++n) loader.next();
+      saved = loader_state_to_json(loader.state());
+    }
+    const LoaderState state = loader_state_from_json(saved);
+    std::filesystem::remove(log);
+    DataLoader resumed(c, image, testing::test_tokenizer(), 0, 1, &state);
+    for (int n = stop; n < stop + more; ++n) {
+      auto b = resumed.next();
+      if (n == stop && pipe) {
+        // The opens of the restore: shards at or before the one each worker was in (its epoch's list); what it
+        // opens after them is new reading, which the uninterrupted run does too.
+        std::vector<std::string> opened;
+        {
+          std::ifstream in(log);
+          for (std::string line; std::getline(in, line);) opened.push_back("pipe:sh " + dir.str("cat_logged.sh") + " " + line);
+        }
+        for (int64_t w = 0; w < c.workers; ++w) {
+          const SourcePosition& p = state.workers[static_cast<size_t>(w)].source_position.at(0);
+          const auto list = worker_shards(expand_shard_patterns(c.shards), c.seed, 0,
+                                          state.workers[static_cast<size_t>(w)].source_epoch.at(0), 0, 1, w, c.workers);
+          const std::set<std::string> before(list.begin(), list.begin() + p.shard + 1);
+          const auto restore_opens = std::count_if(opened.begin(), opened.end(), [&](const std::string& o) { return before.count(o) > 0; });
+          EXPECT_LE(restore_opens, 2) << "worker " << w << " was in shard " << p.shard << " of " << list.size();
+          EXPECT_GE(p.shard, static_cast<int64_t>(list.size()) * 8 / 10);  // a replay would open all of those
+        }
+      }
+      ASSERT_TRUE(b);
+      ASSERT_EQ(b->keys, full[n].keys) << (pipe ? "pipe" : "files") << ": batch " << n << " after resuming at " << stop;
+      EXPECT_TRUE(torch::equal(b->pixel_values, full[n].pixel_values));
     }
   }
 }

@@ -39,13 +39,13 @@ def fnv(data):
 
 
 def listing(path):
-    """What shard_cat prints for a shard, from Python's tarfile."""
+    """What shard_cat prints for a shard, from Python's tarfile (TarInfo.offset: where its header starts)."""
     lines = []
     with tarfile.open(path) as tar:
         for m in tar.getmembers():
             if m.isfile():
                 data = tar.extractfile(m).read()
-                lines.append(f"{m.name} {m.size} {fnv(data):016x}")
+                lines.append(f"{m.offset} {m.name} {m.size} {fnv(data):016x}")
     return lines
 
 
@@ -96,8 +96,8 @@ def shard_cat(tool, urls, *flags, env=None, timeout=120):
 
 def http_cases(tool, bin_, work):
     data = os.path.join(work, "shards")
-    make_shards(data, 7, 30)
-    want = {s: listing(os.path.join(data, f"{s:06d}.tar")) for s in range(7)}
+    make_shards(data, 9, 30)
+    want = {s: listing(os.path.join(data, f"{s:06d}.tar")) for s in range(9)}
     size = os.path.getsize(os.path.join(data, "000001.tar"))
     mid = size // 2 + 1234  # inside the large entry
     fast = ["--retry-delay-ms", "100"]
@@ -115,6 +115,8 @@ def http_cases(tool, bin_, work):
         "000004.tar=503x20",
         f"000005.tar=stall@{mid}:8",
         "000006.tar=slow:400000",
+        f"000007.tar=drop@{mid}", "000007.tar=newetag",
+        "000008.tar=503barex2",
     ])
     base = f"http://127.0.0.1:{srv.port}/"
     try:
@@ -163,8 +165,30 @@ def http_cases(tool, bin_, work):
         check(rc == 0 and got == want[6] and resumes == [0] and took > 0.8 * size / 400000,
               f"a slow server (400 kB/s, {size} bytes in {took:.1f} s) is not a stalled one: no resume ({err})")
 
+        rc, got, resumes, err = shard_cat(tool, [base + "000007.tar"], *fast)
+        check(rc == 1 and "HTTP 412: the object changed while it was read (If-Match" in err,
+              f"an object replaced between the first request and the resume: the resume asks for the same version "
+              f"(If-Match) and stops with 412, never joining two versions: {err}")
+
+        # Starting at an entry's header (a resumed loader's saved offset): a URL is asked for that byte on, a
+        # file is positioned there, a command's output is read and the entries before it are skipped.
+        k = len(want[0]) * 2 // 3
+        at = int(want[0][k].split()[0])
+        rc, got, resumes, err = shard_cat(tool, [base + "000000.tar"], "--offset", str(at), "--seek", "1", *fast)
+        ranges = [r["range"] for r in srv.requests() if r["path"] == "000000.tar"]
+        check(rc == 0 and got == want[0][k:] and ranges[-1] == f"bytes={at}-",
+              f"http, from the header at byte {at}: one request 'Range: bytes={at}-', entries {k}.. ({err})")
+        for how, shard, flags in (("file, positioned", os.path.join(data, "000000.tar"), ["--seek", "1"]),
+                                  ("pipe, read and skipped", "pipe:cat " + os.path.join(data, "000000.tar"), [])):
+            rc, got, resumes, err = shard_cat(tool, [shard], "--offset", str(at), *flags)
+            check(rc == 0 and got == want[0][k:], f"{how} from byte {at}: entries {k}.. ({err})")
+
+        rc, got, resumes, err = shard_cat(tool, [base + "000008.tar"], *fast)
+        check(rc == 0 and got == want[8] and resumes == [2],
+              f"two 503 answers without a body: retried as errors, not read as an empty shard ({err})")
+
         # The loader's view: URL patterns, a missing shard skipped and counted.
-        r = subprocess.run([bin_, "data", "inspect", base + "{000000..000003}.tar", base + "000007.tar"],
+        r = subprocess.run([bin_, "data", "inspect", base + "{000000..000003}.tar", base + "000009.tar"],
                            capture_output=True, text=True, timeout=300)
         out = r.stdout
         samples = int(next(line.split()[1] for line in out.splitlines() if line.startswith("samples")))

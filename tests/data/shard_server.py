@@ -6,14 +6,16 @@
 
 Prints the port on its first line once it listens. Each request is appended to --log as a JSON line
 {"path", "range", "status", "sent"}. Faults, per path (the URL path without the leading '/'):
-    503x3        the first 3 requests answer 503
+    503x3        the first 3 requests answer 503 (503barex3: with an empty body)
     drop@N       the first request sends N bytes of the body, then closes the connection
     stall@N:S    the first request sends N bytes, then sends nothing for S seconds (then the rest)
     slow:BPS     every request sends at most BPS bytes per second
     norange      Range is ignored: 200 with the whole file
-A missing file is 404.
+    newetag      the ETag changes with every request (the object replaced between two requests): If-Match fails
+Answers carry an ETag; a request whose If-Match differs from it gets 412. A missing file is 404.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -46,9 +48,9 @@ class Handler(BaseHTTPRequestHandler):
             count = srv.counts.get(path, 0)
             srv.counts[path] = count + 1
         for f in faults:
-            m = re.fullmatch(r"503x(\d+)", f)
-            if m and count < int(m.group(1)):
-                body = b"busy"
+            m = re.fullmatch(r"503(bare)?x(\d+)", f)
+            if m and count < int(m.group(2)):
+                body = b"" if m.group(1) else b"busy"
                 self.send_response(503)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -65,6 +67,16 @@ class Handler(BaseHTTPRequestHandler):
             self.record(path, rng, 404, 0)
             return
         data = open(full, "rb").read()
+        etag = '"%s"' % hashlib.sha1(data).hexdigest()[:16]
+        if "newetag" in faults:
+            etag = '"%s-%d"' % (etag.strip('"'), count)
+        if_match = self.headers.get("If-Match")
+        if if_match is not None and if_match != etag:
+            self.send_response(412)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.record(path, rng, 412, 0)
+            return
         start = 0
         status = 200
         if rng and "norange" not in faults:
@@ -78,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", etag)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         self.end_headers()
