@@ -164,6 +164,8 @@ struct LoaderConfig {
   int64_t shuffle_buffer = 1000;
   int64_t seed = 0;
   int64_t epochs = 0;  // 0: repeat forever
+  bool resampled = false;         // shards drawn with replacement (open_clip's --dataset-resampled)
+  int64_t samples_per_epoch = 0;  // resampled: samples in a (virtual) epoch, all ranks together
   int64_t max_pixels = 64 * 1024 * 1024;
   int64_t max_entry_bytes = 256 * 1024 * 1024;
   int64_t open_retries = 3;
@@ -189,6 +191,12 @@ struct LoaderConfig {
       at_least<int64_t>(0));
     v("seed", seed, "seed of the shard order, shuffle buffers and per-example randomness");
     v("epochs", epochs, "passes over the data (0: repeat forever)", at_least<int64_t>(0));
+    v("resampled", resampled,
+      "each worker draws its shards with replacement (open_clip's --dataset-resampled): any number of ranks x "
+      "workers with few shards; epochs become virtual, of samples_per_epoch");
+    v("samples_per_epoch", samples_per_epoch,
+      "resampled: samples in one epoch over all ranks (open_clip's --train-num-samples); needed with finite epochs",
+      at_least<int64_t>(0));
     v("max_pixels", max_pixels, "images with more pixels are skipped (checked from the header)",
       greater_than<int64_t>(0));
     v("max_entry_bytes", max_entry_bytes, "tar entries larger than this are skipped unread", greater_than<int64_t>(0));
@@ -209,6 +217,10 @@ struct LoaderConfig {
   std::string check() const {
     if (!weights.empty() && weights.size() != shards.size())
       return "weights must be empty or have one entry per shards pattern";
+    if (resampled && epochs > 0 && samples_per_epoch == 0)
+      return "samples_per_epoch must be set when resampled is true and epochs is finite";
+    if (!resampled && samples_per_epoch > 0)
+      return "samples_per_epoch applies only with resampled: true (an epoch is otherwise one pass over the shards)";
     return "";
   }
 };

@@ -31,7 +31,8 @@ namespace siglip2 {
 namespace {
 
 // Tags keep the seeds of different decisions apart.
-constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4, kLengthTag = 5;
+constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4, kLengthTag = 5,
+                   kResampleTag = 6;
 
 // Skipped samples are reported at most once per reason per interval, with the running count.
 class SkipReporter {
@@ -154,6 +155,18 @@ class SourceStream {
   int64_t emitted() const { return emitted_; }
   bool finished() const { return finished_; }
 
+  // The shards of the epoch, by position: the worker's share of the reshuffled list, or with data.resampled an
+  // endless sequence, draw i a uniform pick among all the source's shards seeded by (seed, source, rank, worker,
+  // i), as webdataset's ResampledShards.
+  size_t shard_count() const { return s_.config.resampled ? std::numeric_limits<size_t>::max() : shards_.size(); }
+  std::string shard_path(size_t i) const {
+    if (!s_.config.resampled) return shards_[i];
+    const auto& all = s_.sources[static_cast<size_t>(source_)];
+    DataRng rng(mix_seed({uint64_t(s_.config.seed), kResampleTag, uint64_t(source_), uint64_t(s_.rank),
+                          uint64_t(worker_), uint64_t(i)}));
+    return all[below(rng, all.size())];
+  }
+
   // Where the stream stands, for the loader state. A shard read to its end is closed first (its error, if any,
   // counted), in the uninterrupted run as in a resumed one.
   SourcePosition position() {
@@ -181,8 +194,9 @@ class SourceStream {
 
  private:
   void start_epoch() {
-    shards_ = worker_shards(s_.sources[source_], s_.config.seed, source_, epoch_, s_.rank, s_.world_size, worker_,
-                            s_.config.workers);
+    if (!s_.config.resampled)
+      shards_ = worker_shards(s_.sources[source_], s_.config.seed, source_, epoch_, s_.rank, s_.world_size, worker_,
+                              s_.config.workers);
     shard_pos_ = 0;
     reader_.reset();
     lookahead_.reset();
@@ -208,19 +222,19 @@ class SourceStream {
     std::vector<std::optional<RawSample>> slots(n);
     std::map<int64_t, std::vector<int64_t>> wanted;  // shard -> offsets
     for (size_t i = 0; i < n; ++i) wanted[p.buffer_shards[i]].push_back(p.buffer_offsets[i]);
-    const bool reading = !p.input_done && p.shard < static_cast<int64_t>(shards_.size()) && p.offset > 0;
+    const bool reading = !p.input_done && static_cast<size_t>(p.shard) < shard_count() && p.offset > 0;
     if (reading) wanted[p.shard];  // the shard being read, even without buffered samples
     std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> slot_of;  // (shard, offset) -> buffer slots
     for (size_t i = 0; i < n; ++i) slot_of[{p.buffer_shards[i], p.buffer_offsets[i]}].push_back(i);
     for (auto& [k, offsets] : wanted) {
       std::sort(offsets.begin(), offsets.end());
       offsets.erase(std::unique(offsets.begin(), offsets.end()), offsets.end());
-      if (k < 0 || k >= static_cast<int64_t>(shards_.size())) continue;
+      if (k < 0 || static_cast<size_t>(k) >= shard_count()) continue;
       const bool current = reading && k == p.shard;
       const int64_t from = current ? p.offset : std::numeric_limits<int64_t>::max();
       const bool seek = std::binary_search(p.seekable.begin(), p.seekable.end(), k);
       const int64_t first = std::min(offsets.empty() ? from : offsets.front(), from);
-      std::unique_ptr<ShardReader> reader = open_shard(shards_[static_cast<size_t>(k)], first, seek);
+      std::unique_ptr<ShardReader> reader = open_shard(shard_path(static_cast<size_t>(k)), first, seek);
       if (!reader) continue;
       seekable_[k] = seek;
       reader->want_only(offsets, from);
@@ -331,12 +345,19 @@ class SourceStream {
         if (std::optional<RawSample> raw = reader_->next()) {
           s_.touch(worker_);
           seekable_[static_cast<int64_t>(shard_pos_) - 1] = reader_->seekable();
+          empty_draws_ = 0;
           return raw;
         }
         close_reader();
       }
-      if (shard_pos_ >= shards_.size()) return std::nullopt;
-      const std::string& path = shards_[shard_pos_++];
+      if (shard_pos_ >= shard_count()) return std::nullopt;
+      // Resampled streams never end: shards that give nothing, many in a row, mean nothing can be read.
+      if (s_.config.resampled && ++empty_draws_ > kMaxEmptyDraws) {
+        throw Error("data source '" + s_.config.shards[source_] + "': worker " + std::to_string(worker_) +
+                    " of rank " + std::to_string(s_.rank) + " drew " + std::to_string(kMaxEmptyDraws) +
+                    " shards in a row without a sample (shards empty or unreadable; see the errors above)");
+      }
+      const std::string path = shard_path(shard_pos_++);
       reader_ = open_shard(path, 0, false);
       if (!reader_ && s_.stopping.load()) return std::nullopt;
     }
@@ -366,6 +387,8 @@ class SourceStream {
   std::vector<RawSample> buffer_;
   std::vector<int64_t> buffer_shard_;    // per buffered sample: its shard's index in shards_
   std::map<int64_t, bool> seekable_;     // per shard index opened this epoch: can it be opened at an offset
+  static constexpr int64_t kMaxEmptyDraws = 100;
+  int64_t empty_draws_ = 0;  // resampled: shards drawn in a row that gave no sample
   DataRng rng_;
   bool input_done_ = false, finished_ = false, counting_ = true;
   int64_t emitted_ = 0, read_in_epoch_ = 0, empty_epochs_ = 0;
@@ -416,6 +439,7 @@ class Worker {
     }
     while (samples.size() < batch_size) {
       if (s_.stopping.load()) return std::nullopt;  // shutting down: nobody takes this batch
+      if (resampled_limit_ > 0 && state_.pulls >= resampled_limit_) break;  // the last virtual epoch is done
       const uint64_t pull = static_cast<uint64_t>(state_.pulls);
       std::optional<RawSample> raw = pull_mixed(pull);
       if (!raw) break;
@@ -544,6 +568,13 @@ class Worker {
   Shared& s_;
   int64_t index_;
   LoaderWorkerState state_;
+  // data.resampled with finite epochs: the samples this worker pulls in all (its share of
+  // epochs x samples_per_epoch, rounded up); 0: no limit.
+  int64_t resampled_limit_ =
+      s_.config.resampled && s_.config.epochs > 0
+          ? s_.config.epochs * ((s_.config.samples_per_epoch + s_.world_size * s_.config.workers - 1) /
+                                (s_.world_size * s_.config.workers))
+          : 0;
   std::vector<std::unique_ptr<SourceStream>> streams_;
   DecodeReduction reduction_ = make_reduction();
 };
@@ -746,10 +777,10 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
       std::error_code ec;
       if (is_local_shard(path) && !std::filesystem::exists(path, ec)) s.missing_at_start.insert(path);
     }
-    if (static_cast<int64_t>(s.sources.back().size()) < slots) {
+    if (!config.resampled && static_cast<int64_t>(s.sources.back().size()) < slots) {
       throw ConfigError("data source '" + pattern + "' has " + std::to_string(s.sources.back().size()) +
                         " shards, fewer than ranks x workers = " + std::to_string(slots) +
-                        "; lower data.workers or write more shards");
+                        "; lower data.workers, write more shards, or set data.resampled: true");
     }
   }
   s.weights = config.weights.empty() ? std::vector<double>(config.shards.size(), 1.0) : config.weights;

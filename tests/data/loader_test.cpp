@@ -340,6 +340,64 @@ TEST_F(LoaderTest, WeightedMixing) {
   for (const auto& k : keys(only_b, 20)) EXPECT_EQ(k[0], 'b');
 }
 
+// data.resampled (open_clip's --dataset-resampled): 4 shards for 2 ranks x 3 workers; every rank and worker
+// draws from all of them, with replacement, each draw uniform; the stream resumes exactly; finite epochs are
+// virtual, of samples_per_epoch.
+TEST_F(LoaderTest, ResampledStreamsDrawShardsWithReplacement) {
+  LoaderConfig c = config();
+  c.shards = {pattern_b_};  // 4 shards of 5..8 samples: fewer than ranks x workers
+  c.workers = 3;
+  c.resampled = true;
+  c.shuffle_buffer = 4;
+  std::map<std::string, int> per_shard;
+  std::vector<std::string> rank_keys[2];
+  for (int64_t rank : {0, 1}) {
+    DataLoader loader(c, image(), testing::test_tokenizer(), rank, 2);
+    rank_keys[rank] = keys(loader, 200);  // 600 samples
+    for (const auto& k : rank_keys[rank]) ++per_shard[k.substr(0, k.rfind('_'))];
+  }
+  EXPECT_EQ(rank_keys[0].size(), 600u);
+  EXPECT_NE(rank_keys[0], rank_keys[1]);
+  // Uniform draws: samples per shard in proportion to its size (5, 6, 7, 8 of 26), within 25% over 1,200.
+  ASSERT_EQ(per_shard.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    const double expected = 1200.0 * (5 + i) / 26.0;
+    EXPECT_NEAR(per_shard["b_s" + std::to_string(i)], expected, 0.25 * expected) << "shard " << i;
+  }
+
+  // Exact resume, mid-shard and past many draws.
+  std::vector<Batch> full;
+  {
+    DataLoader loader(c, image(), testing::test_tokenizer(), 1, 2);
+    for (int n = 0; n < 60; ++n) full.push_back(*loader.next());
+  }
+  for (int stop : {5, 37}) {
+    LoaderState state;
+    {
+      DataLoader loader(c, image(), testing::test_tokenizer(), 1, 2);
+      for (int n = 0; n < stop; ++n) loader.next();
+      state = loader_state_from_json(loader_state_to_json(loader.state()));
+    }
+    DataLoader resumed(c, image(), testing::test_tokenizer(), 1, 2, &state);
+    for (int n = stop; n < 60; ++n) {
+      auto b = resumed.next();
+      ASSERT_TRUE(b);
+      ASSERT_EQ(b->keys, full[n].keys) << "batch " << n << " after resuming at " << stop;
+      EXPECT_TRUE(torch::equal(b->pixel_values, full[n].pixel_values));
+    }
+  }
+
+  // Two virtual epochs of 60 samples over 2 ranks x 3 workers: 10 per worker and epoch, 20 in all.
+  c.epochs = 2;
+  EXPECT_NE(c.check(), "");  // finite epochs need samples_per_epoch
+  c.samples_per_epoch = 60;
+  EXPECT_EQ(c.check(), "");
+  DataLoader finite(c, image(), testing::test_tokenizer(), 0, 2);
+  size_t samples = 0;
+  while (auto b = finite.next()) samples += b->keys.size();
+  EXPECT_EQ(samples, 60u);  // 3 workers x 20
+}
+
 TEST_F(LoaderTest, TooFewShardsForRanksTimesWorkers) {
   LoaderConfig c = config();
   c.shards = {pattern_b_};  // 4 shards
