@@ -10,25 +10,10 @@
 # SIGLIP2_BIN names the binary (default build/siglip2).
 set -euo pipefail
 
-if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-fi
-shards=$1
-shift
-mode=fixed threads=2 images=1024 rounds=3
-extra=()
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --mode) mode=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
-    --images) images=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
-    --) shift; extra=("$@"); break ;;
-    *) echo "loader_remote.sh: unknown option '$1'" >&2; exit 2 ;;
-  esac
-done
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/loader_args.sh
+source "$here/loader_args.sh"
+loader_args "$0" "$@"
 bin=${SIGLIP2_BIN:-build/siglip2}
 [[ -x $bin ]] || { echo "loader_remote.sh: $bin not found (build it, or set SIGLIP2_BIN)" >&2; exit 1; }
 

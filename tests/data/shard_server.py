@@ -39,6 +39,14 @@ class Handler(BaseHTTPRequestHandler):
                 with open(srv.log, "a") as f:
                     f.write(json.dumps({"path": path, "range": rng, "status": status, "sent": sent}) + "\n")
 
+    def answer(self, path, rng, status, body):
+        """An answer that is not the file: an error status with a short body."""
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.record(path, rng, status, 0)
+
     def do_GET(self):
         srv = self.server
         path = self.path.split("?", 1)[0].lstrip("/")
@@ -50,33 +58,17 @@ class Handler(BaseHTTPRequestHandler):
         for f in faults:
             m = re.fullmatch(r"503(bare)?x(\d+)", f)
             if m and count < int(m.group(2)):
-                body = b"" if m.group(1) else b"busy"
-                self.send_response(503)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                self.record(path, rng, 503, 0)
-                return
+                return self.answer(path, rng, 503, b"" if m.group(1) else b"busy")
         full = os.path.join(srv.root, path)
         if not os.path.isfile(full):
-            body = b"<Error><Code>NoSuchKey</Code></Error>"
-            self.send_response(404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            self.record(path, rng, 404, 0)
-            return
+            return self.answer(path, rng, 404, b"<Error><Code>NoSuchKey</Code></Error>")
         data = open(full, "rb").read()
         etag = '"%s"' % hashlib.sha1(data).hexdigest()[:16]
         if "newetag" in faults:
             etag = '"%s-%d"' % (etag.strip('"'), count)
         if_match = self.headers.get("If-Match")
         if if_match is not None and if_match != etag:
-            self.send_response(412)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            self.record(path, rng, 412, 0)
-            return
+            return self.answer(path, rng, 412, b"")
         start = 0
         status = 200
         if rng and "norange" not in faults:
