@@ -203,6 +203,7 @@ void ConfigReader::finish() const {
     const SourceLoc& loc = i < map_.key_locs.size() ? map_.key_locs[i] : map_.loc;
     detail::fail(loc, detail::join_path(prefix_, key), "unknown key; " + detail::suggest(key, known_));
   }
+  if (missing_) throw ConfigError(*missing_);
 }
 
 std::string ConfigReader::describe(const ConfigValue& v) {

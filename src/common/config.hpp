@@ -132,7 +132,9 @@ class ConfigReader {
     read(key, field, true, std::forward<C>(checks)...);
   }
 
-  // Rejects keys that no field consumed, suggesting the nearest valid one.
+  // Rejects keys that no field consumed, suggesting the nearest valid one; then reports the first required value
+  // that was missing (after the unknown keys: `trian:` for `train:` is named as the misspelling, not as
+  // train's missing keys).
   void finish() const;
 
   template <class T>
@@ -175,6 +177,7 @@ class ConfigReader {
         empty.loc = v.loc;
         ConfigReader sub(empty, path);
         out.visit(sub);
+        sub.finish();  // a required key missing under it
         return;
       }
       if (v.kind != ConfigValue::Kind::Map) detail::fail(v.loc, path, "expected a section (a map of keys)");
@@ -195,12 +198,16 @@ class ConfigReader {
     std::string path = detail::join_path(prefix_, key);
     const ConfigValue* v = map_.find(key);
     if (!v) {
-      if (required) detail::fail(map_.loc, path, "required value is missing");
-      if constexpr (detail::is_section<T>::value) {  // an absent section may still hold required keys
-        ConfigValue empty;
-        empty.kind = ConfigValue::Kind::Map;
-        empty.loc = map_.loc;
-        parse(empty, path, field);
+      try {
+        if (required) detail::fail(map_.loc, path, "required value is missing");
+        if constexpr (detail::is_section<T>::value) {  // an absent section may still hold required keys
+          ConfigValue empty;
+          empty.kind = ConfigValue::Kind::Map;
+          empty.loc = map_.loc;
+          parse(empty, path, field);
+        }
+      } catch (const ConfigError& e) {
+        if (!missing_) missing_ = e.what();  // reported by finish(), after any unknown key
       }
       return;
     }
@@ -217,6 +224,7 @@ class ConfigReader {
   const ConfigValue& map_;
   std::string prefix_;
   std::vector<std::string> known_;
+  std::optional<std::string> missing_;  // the first "required value is missing" error
 };
 
 // ------------------------------------------------------------------------------------------------

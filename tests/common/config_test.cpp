@@ -57,6 +57,16 @@ TEST_F(ConfigTest, TypoNamesKeyLocationAndSuggestion) {
   EXPECT_NE(e.find("did you mean 'optimizer'?"), std::string::npos) << e;
 }
 
+// A misspelt section hides a required key: the misspelling is named first, not the key it hid.
+TEST_F(ConfigTest, MisspeltSectionIsNamedBeforeTheRequiredKeyItHides) {
+  auto f = write("run.yaml", "trian:\n  total_steps: 10\n");
+  std::string e = error_of(f);
+  EXPECT_NE(e.find(f + ":1:1: trian: unknown key; did you mean 'train'?"), std::string::npos) << e;
+  // Without a misspelling the missing value is still reported, in a section given empty too.
+  e = error_of(write("b.yaml", "train:\noptimizer:\n  lr: 0.1\n"));
+  EXPECT_NE(e.find("train.total_steps: required value is missing"), std::string::npos) << e;
+}
+
 TEST_F(ConfigTest, NestedTypoSuggestsWithinSection) {
   auto f = write("run.yaml", "train:\n  total_steps: 10\n  batch_sise: 8\n");
   std::string e = error_of(f);
