@@ -11,6 +11,8 @@
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
+#include "common/logging.hpp"
+#include "data/remote.hpp"
 #include "siglip2/build_config.hpp"
 
 #if SIGLIP2_CONFIG_ARCHIVE && SIGLIP2_CONFIG_OPENCV && SIGLIP2_CONFIG_SENTENCEPIECE
@@ -44,6 +46,7 @@ struct TokenizerArgs {
 
 struct InspectArgs {
   std::vector<std::string> shards;
+  RemoteOptions remote;
   int64_t max_pixels = 64 * 1024 * 1024;
   std::string sheet;
   int64_t count = 16, columns = 8;
@@ -92,7 +95,8 @@ void run_tokenizer(const TokenizerArgs& a) {
 
 void run_inspect(const InspectArgs& a) {
   const std::vector<std::string> shards = expand_shard_patterns(a.shards);
-  const ShardStats s = inspect_shards(shards, a.max_pixels);
+  const ShardStats s = inspect_shards(shards, a.max_pixels, a.remote);
+  for (const auto& e : s.errors) log_warn("data: " + e);  // why each shard counted below was given up
   std::printf("shards          %lld\n", static_cast<long long>(s.shards));
   std::printf("samples         %lld\n", static_cast<long long>(s.samples));
   std::printf("with regions    %lld (%lld regions)\n", static_cast<long long>(s.with_regions),
@@ -221,6 +225,14 @@ void add_data_command(CLI::App& app) {
       "inspect", "read shards and count samples, regions and skipped samples by reason; --sheet draws them");
   cmd->add_option("shards", inspect->shards, "shard files or brace patterns (data/{000000..000009}.tar)")->required();
   cmd->add_option("--max-pixels", inspect->max_pixels, "images with more pixels count as skipped")
+      ->capture_default_str();
+  cmd->add_option("--read-timeout-s", inspect->remote.read_timeout_s,
+                  "URL shards: seconds without a byte before a request is dropped and retried (data.remote)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--retries", inspect->remote.retries,
+                  "URL shards: failed requests in a row before a shard is given up (data.remote)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--sheet", inspect->sheet, "also write a contact sheet PNG: thumbnails, captions, region boxes");
   cmd->add_option("--count", inspect->count, "--sheet: samples drawn (the first usable ones)")

@@ -37,7 +37,7 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([args] {
     RunConfig cfg = config::load<RunConfig>(args->config, args->overrides);
     if (cfg.eval.shards.empty()) throw ConfigError(args->config + ": eval.shards is empty: nothing to evaluate on");
-    check_shard_files("eval.shards", cfg.eval.shards, expand_braces(cfg.eval.shards), 0.0);
+    check_shard_files("eval.shards", cfg.eval.shards, expand_braces(cfg.eval.shards), 0.0, &cfg.data.remote);
 #if SIGLIP2_CONFIG_SENTENCEPIECE
     ModelBundle bundle = load_any_model(args->model);
     TokenizerConfig tc = bundle.config.tokenizer;

@@ -136,6 +136,7 @@ struct RemoteStream::Impl {
   std::string error_body;      // of an HTTP error answer (S3's XML names the reason)
   std::string fatal;           // a wrong answer that a retry would not mend
 
+  bool unsigned_s3 = false;  // an s3:// shard requested without credentials
   bool finished = false;
   std::string failed;  // the error that ended the stream: every later read() throws it again
   int failures = 0;    // in a row
@@ -297,6 +298,7 @@ struct RemoteStream::Impl {
       if (!s3.empty()) what += " (" + s3 + ")";
       if (status == 412) what += ": the object changed while it was read (If-Match " + etag + ")";
       if (status == 301 && s3 == "PermanentRedirect") what += ": the bucket is in another region (AWS_REGION)";
+      if (status == 403 && unsigned_s3) what += " (an unsigned request: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set)";
       retry = status == 408 || status == 429 || status >= 500;
     } else {
       what = error_buffer[0] ? error_buffer : curl_easy_strerror(code);
@@ -391,6 +393,7 @@ RemoteStream::RemoteStream(const std::string& shard, const RemoteOptions& option
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   }
+  s.unsigned_s3 = s3 && !request.sign;
   if (s3 && request.sign) {
     const std::string sigv4 = "aws:amz:" + request.region + ":s3";
     curl_easy_setopt(e, CURLOPT_AWS_SIGV4, sigv4.c_str());

@@ -90,7 +90,25 @@ std::vector<std::string> expand_shard_patterns(const std::vector<std::string>& p
 }
 
 void check_shard_files(const std::string& key, const std::string& pattern, const std::vector<std::string>& paths,
-                       double max_missing) {
+                       double max_missing, const RemoteOptions* remote) {
+  if (remote) {
+    std::vector<std::string> urls;
+    for (const auto& path : paths)
+      if (is_remote_shard(path) && urls.size() < 3) urls.push_back(path);
+    std::string first_error;
+    size_t failed = 0;
+    for (const auto& url : urls) {
+      try {
+        RemoteStream probe(url, *remote);
+        break;  // one readable shard: the pattern, host and credentials work
+      } catch (const Error& e) {
+        if (failed++ == 0) first_error = e.what();
+      }
+    }
+    if (!urls.empty() && failed == urls.size())
+      throw ConfigError(key + ": '" + pattern + "': the first " + std::to_string(urls.size()) +
+                        " shards cannot be read (first: " + first_error.substr(first_error.rfind("shard ", 0) == 0 ? 6 : 0) + ")");
+  }
   size_t missing = 0, local = 0;
   std::string first;
   for (const auto& path : paths) {

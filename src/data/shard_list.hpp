@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "data/remote.hpp"
+
 namespace siglip2 {
 
 // Expands every brace group, left to right: "{a,b}" lists alternatives, "{007..012}" a numeric range whose
@@ -27,12 +29,15 @@ inline bool is_local_shard(const std::string& path) { return !is_pipe_shard(path
 // A pattern list, each expanded, concatenated in order.
 std::vector<std::string> expand_shard_patterns(const std::vector<std::string>& patterns);
 
-// Before a run starts: the files of a local shard pattern that do not exist (commands and URLs are not checked). All of them missing (a typo in the
-// pattern), or more than `max_missing` (a share, data.max_failed_shards) of them, is a siglip2::ConfigError
-// "KEY: 'PATTERN': M of N shard files do not exist or cannot be checked (first: PATH)"; fewer are a warning, and
-// the loader skips and counts them as it does a shard lost mid-run (without counting them against the source's
-// failed-open window). Every file is checked (one stat each).
+// Before a run starts: the files of a local shard pattern that do not exist (commands are not checked). All of
+// them missing (a typo in the pattern), or more than `max_missing` (a share, data.max_failed_shards) of them, is a
+// siglip2::ConfigError "KEY: 'PATTERN': M of N shard files do not exist or cannot be checked (first: PATH)";
+// fewer are a warning, and the loader skips and counts them as it does a shard lost mid-run (without counting them
+// against the source's failed-open window). Every file is checked (one stat each).
+// URLs (http(s)://, s3://), with `remote` given: the first three are opened (one request each, retried as
+// `remote` says); all of them failing is a ConfigError "KEY: 'PATTERN': the first N shards cannot be read (first:
+// URL: WHY)", a wrong host, bucket or key found before training rather than after.
 void check_shard_files(const std::string& key, const std::string& pattern, const std::vector<std::string>& paths,
-                       double max_missing);
+                       double max_missing, const RemoteOptions* remote = nullptr);
 
 }  // namespace siglip2

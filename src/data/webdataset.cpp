@@ -213,15 +213,16 @@ std::string decode_sample(const RawSample& raw, int64_t max_pixels, Sample& out,
   return "";
 }
 
-ShardStats inspect_shards(const std::vector<std::string>& shards, int64_t max_pixels) {
+ShardStats inspect_shards(const std::vector<std::string>& shards, int64_t max_pixels, const RemoteOptions& remote) {
   ShardStats stats;
   for (const auto& path : shards) {
     ++stats.shards;
     std::unique_ptr<ShardReader> reader;
     try {
-      reader = std::make_unique<ShardReader>(path, int64_t(1) << 30);
-    } catch (const Error&) {
+      reader = std::make_unique<ShardReader>(path, int64_t(1) << 30, true, remote);
+    } catch (const Error& e) {
       ++stats.skipped[skip::kUnreadableShard];
+      stats.errors.push_back(e.what());
       continue;
     }
     while (auto raw = reader->next()) {
@@ -236,7 +237,10 @@ ShardStats inspect_shards(const std::vector<std::string>& shards, int64_t max_pi
       if (!sample.regions.empty()) ++stats.with_regions;
       if (sample.label >= 0) ++stats.with_label;
     }
-    if (!reader->error().empty()) ++stats.skipped[skip::kTruncatedShard];
+    if (!reader->error().empty()) {
+      ++stats.skipped[skip::kTruncatedShard];
+      stats.errors.push_back(reader->error());
+    }
   }
   return stats;
 }

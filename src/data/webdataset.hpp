@@ -119,7 +119,8 @@ struct ShardStats {
   int64_t regions = 0;
   int64_t with_label = 0;
   SkipCounts skipped;
+  std::vector<std::string> errors;  // why each unreadable or truncated shard was given up, in order
 };
-ShardStats inspect_shards(const std::vector<std::string>& shards, int64_t max_pixels);
+ShardStats inspect_shards(const std::vector<std::string>& shards, int64_t max_pixels, const RemoteOptions& remote = {});
 
 }  // namespace siglip2

@@ -158,7 +158,7 @@ class WebDatasetBatches final : public BatchSource {
 std::unique_ptr<BatchSource> make_webdataset_batches(const RunConfig& c, int rank, int world,
                                                      const nlohmann::json& resume) {
   for (const auto& pattern : c.data.shards)  // before anything is loaded: a typo'd pattern is a config error
-    check_shard_files("data.shards", pattern, expand_braces(pattern), c.data.max_failed_shards);
+    check_shard_files("data.shards", pattern, expand_braces(pattern), c.data.max_failed_shards, &c.data.remote);
   return std::make_unique<WebDatasetBatches>(c, rank, world, resume);
 }
 #else

@@ -132,7 +132,7 @@ class Trainer {
     if (rank0()) tensorboard_ = std::make_unique<TensorBoardWriter>(cfg_.train.out_dir + "/tensorboard");
     make_sync();
     if (!cfg_.eval.shards.empty())  // before training starts, not at the first evaluation
-      check_shard_files("eval.shards", cfg_.eval.shards, expand_braces(cfg_.eval.shards), 0.0);
+      check_shard_files("eval.shards", cfg_.eval.shards, expand_braces(cfg_.eval.shards), 0.0, &cfg_.data.remote);
     StopSignals signals;
     last_saved_step_ = state_.step;
     const int64_t total = cfg_.train.total_steps;

@@ -98,6 +98,7 @@ def http_cases(tool, bin_, work):
     data = os.path.join(work, "shards")
     make_shards(data, 9, 30)
     want = {s: listing(os.path.join(data, f"{s:06d}.tar")) for s in range(9)}
+    shutil.copy(os.path.join(data, "000000.tar"), os.path.join(data, "hang.tar"))
     size = os.path.getsize(os.path.join(data, "000001.tar"))
     mid = size // 2 + 1234  # inside the large entry
     fast = ["--retry-delay-ms", "100"]
@@ -117,6 +118,7 @@ def http_cases(tool, bin_, work):
         "000006.tar=slow:400000",
         f"000007.tar=drop@{mid}", "000007.tar=newetag",
         "000008.tar=503barex2",
+        "hang.tar=stallevery@1000:30",
     ])
     base = f"http://127.0.0.1:{srv.port}/"
     try:
@@ -192,9 +194,19 @@ def http_cases(tool, bin_, work):
                            capture_output=True, text=True, timeout=300)
         out = r.stdout
         samples = int(next(line.split()[1] for line in out.splitlines() if line.startswith("samples")))
-        check(r.returncode == 0 and samples == 4 * 30 and "unreadable_shard   1" in out,
+        check(r.returncode == 0 and samples == 4 * 30 and "unreadable_shard   1" in out and
+              "000009.tar: HTTP 404 (NoSuchKey)" in r.stderr,
               f"siglip2 data inspect on http:// patterns: {samples} samples, the missing shard counted "
-              f"as unreadable_shard ({r.stderr.strip().splitlines()[-1:]})")
+              f"as unreadable_shard and its reason logged ({r.stderr.strip().splitlines()[-1:]})")
+
+        # A server that accepts and never answers: --read-timeout-s and --retries bound the wait.
+        t0 = time.time()
+        r = subprocess.run([bin_, "data", "inspect", base + "hang.tar", "--read-timeout-s", "1", "--retries", "0"],
+                           capture_output=True, text=True, timeout=300)
+        took = time.time() - t0
+        check(r.returncode == 0 and "no byte received for 1 s" in r.stderr and took < 20,
+              f"inspect with --read-timeout-s 1 --retries 0 on a stalling server gives up in {took:.1f} s "
+              f"({r.stderr.strip().splitlines()[-1:]})")
     finally:
         srv.stop()
 
@@ -273,6 +285,11 @@ def s3_cases(tool, bin_, work, data, want):
         rc, got, resumes, err = shard_cat(tool, ["s3://shards/webli/000000.tar"], env=bad)
         check(rc == 1 and "HTTP 403 (SignatureDoesNotMatch)" in err,
               f"a wrong secret: refused with the store's reason, not retried: {err}")
+
+        anonymous = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        rc, got, resumes, err = shard_cat(tool, ["s3://shards/webli/000000.tar"], env=anonymous)
+        check(rc == 1 and "HTTP 403" in err and "an unsigned request: AWS_ACCESS_KEY_ID" in err,
+              f"no credentials: the refusal says the request was unsigned: {err}")
 
         rc, got, resumes, err = shard_cat(tool, ["s3://shards/webli/000009.tar"], env=env)
         check(rc == 1 and "HTTP 404 (NoSuchKey)" in err, f"a missing key: {err}")

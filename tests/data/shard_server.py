@@ -9,6 +9,7 @@ Prints the port on its first line once it listens. Each request is appended to -
     503x3        the first 3 requests answer 503 (503barex3: with an empty body)
     drop@N       the first request sends N bytes of the body, then closes the connection
     stall@N:S    the first request sends N bytes, then sends nothing for S seconds (then the rest)
+    stallevery@N:S   every request does
     slow:BPS     every request sends at most BPS bytes per second
     norange      Range is ignored: 200 with the whole file
     newetag      the ETag changes with every request (the object replaced between two requests): If-Match fails
@@ -90,8 +91,8 @@ class Handler(BaseHTTPRequestHandler):
         for f in faults:
             if count == 0 and (m := re.fullmatch(r"drop@(\d+)", f)):
                 limit = int(m.group(1))
-            if count == 0 and (m := re.fullmatch(r"stall@(\d+):([\d.]+)", f)):
-                stall = (int(m.group(1)), float(m.group(2)))
+            if (m := re.fullmatch(r"stall(every)?@(\d+):([\d.]+)", f)) and (count == 0 or m.group(1)):
+                stall = (int(m.group(2)), float(m.group(3)))
             if m := re.fullmatch(r"slow:(\d+)", f):
                 bps = int(m.group(1))
         sent = 0
