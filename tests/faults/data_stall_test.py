@@ -9,11 +9,15 @@
   4. the same with SIGTERM and no stall timeout: exit 0 within 20 s, no checkpoint (no step was taken);
   5. a pipe that delivers one shard and then blocks with its writer still open: steps are taken, then SIGTERM
      while the loader waits saves a checkpoint of the last step and exits 0 within 20 s, and a resume with the
-     shards readable again continues from it.
+     shards readable again continues from it;
+  6. http:// shards whose server stops answering mid-shard (the connection open, no byte): SIGTERM while the
+     loader waits on the server exits 0 within 20 s with a checkpoint of the last step;
+  7. http:// shards whose server is gone: exit 2 before training, naming the pattern and the reason.
 """
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -162,6 +166,38 @@ def main():
         step = int(saved.split("-")[1])
         checks.check(f"the resume continues from step {step}", r.returncode == 0 and
                      f"from step {step}" in r.stderr and fc.latest_name(out) == "ckpt-00000016", r.stderr[-1200:])
+
+    # 6. URL shards from a server that stops answering mid-shard: every request for either shard sends its first
+    # 40 kB (the start-up check reads that much), then nothing for 10 minutes with the connection open.
+    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data",
+                                                            "shard_server.py"), os.path.join(data, "train"),
+                               "--fault", "000000.tar=stallevery@40000:600", "--fault", "000001.tar=stallevery@40000:600"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/{{000000..000001}}.tar"
+        cfg, out = config(a, checks, "url_term", data, url)
+        p = start(a, cfg, "--set", "train.batch_size=4")
+        lines, stepped = [], threading.Event()
+        reader = threading.Thread(target=collect, args=(p, lines, "training ", stepped))
+        reader.start()
+        started = stepped.wait(60)
+        time.sleep(4)  # the loader now waits on the server (40 kB hold a few samples)
+        secs = terminate(p, reader)
+        log = "".join(lines)
+        checks.check(f"SIGTERM while an http:// shard's server is silent: exit 0 in {secs:.1f} s",
+                     started and p.returncode == 0 and secs < 20 and "while waiting for data" in log,
+                     f"status {p.returncode}\n{log[-1200:]}")
+    finally:
+        server.kill()
+        server.wait()
+
+    # 7. The server is gone: the start-up check finds it (no retries, so the test is quick).
+    cfg, out = config(a, checks, "url_gone", data, url, extra="  remote:\n    retries: 0\n")
+    r, secs = timed(a, cfg)
+    errors = fc.error_lines(r.stderr)
+    checks.check(f"http:// shards whose server is gone: exit 2 before training ({secs:.1f} s)",
+                 r.returncode == 2 and len(errors) == 1 and "data.shards: '" + url in errors[0] and
+                 "the first 2 shards cannot be read" in errors[0] and "training " not in r.stderr, r.stderr[-800:])
     checks.finish()
 
 
