@@ -223,7 +223,8 @@ void add_data_command(CLI::App& app) {
   auto inspect = std::make_shared<InspectArgs>();
   cmd = data->add_subcommand(
       "inspect", "read shards and count samples, regions and skipped samples by reason; --sheet draws them");
-  cmd->add_option("shards", inspect->shards, "shard files or brace patterns (data/{000000..000009}.tar)")->required();
+  cmd->add_option("shards", inspect->shards, "shard files, pipe:COMMAND or http(s):// / s3:// URLs, with brace patterns (data/{000000..000009}.tar)")
+      ->required();
   cmd->add_option("--max-pixels", inspect->max_pixels, "images with more pixels count as skipped")
       ->capture_default_str();
   cmd->add_option("--read-timeout-s", inspect->remote.read_timeout_s,
