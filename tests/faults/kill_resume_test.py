@@ -15,9 +15,15 @@ import faults_common as fc
 
 
 
-def wait_for_save(p, out, rng):
-    """Returns once a checkpoint's temporary directory has appeared `rng`-many times, or the run ended."""
-    wanted, seen, current = rng.randint(1, 3), 0, None
+def latest_step(out):
+    name = fc.latest_name(out)
+    return int(name.split("-")[-1]) if name else 0
+
+
+def wait_for_save(p, out, wanted):
+    """Returns once a checkpoint's temporary directory has appeared `wanted` times, or the run ended. The run
+    is then at most `wanted` steps past where it started."""
+    seen, current = 0, None
     while p.poll() is None:
         tmp = [n for n in fc.leftovers(out) if ".tmp-" in n and n.startswith(".ckpt-")]
         if tmp and tmp[0] != current:
@@ -28,6 +34,27 @@ def wait_for_save(p, out, rng):
             current = None
         time.sleep(0.0005)
     return False
+
+
+def wait_for_steps(p, out, n, then_s):
+    """Returns once the run has saved `n` checkpoints past the one it started from and `then_s` more seconds
+    have passed, or earlier if one more checkpoint is saved meanwhile, or the run ended. The run is then at
+    most n + 1 steps past where it started, however fast or slow this machine is at the moment."""
+    start = latest_step(out)
+    while p.poll() is None and latest_step(out) < start + n:
+        time.sleep(0.0005)
+    until = time.time() + then_s
+    while p.poll() is None and time.time() < until and latest_step(out) < start + n + 1:
+        time.sleep(0.0005)
+
+
+def plan_kills(kills, seed):
+    """What each kill waits for, drawn before the run so that its length can hold them all: odd kills go
+    into the 1st to 3rd checkpoint save after a start, even ones after 0 to 5 saved steps (0: during
+    start-up or restore). Returns (plan, the most steps the kills can let through)."""
+    rng = random.Random(seed)
+    plan = [("save", rng.randint(1, 3)) if i % 2 else ("steps", rng.randint(0, 5)) for i in range(kills)]
+    return plan, sum(n if kind == "save" else n + 1 for kind, n in plan)
 
 
 TIMEOUT_S = 10  # dist.timeout_s of the two-rank runs
@@ -65,17 +92,19 @@ def main():
     a = fc.parse_args(add_args)
     checks = fc.Checks("kill-resume" if a.ranks == 1 else f"kill-resume-{a.ranks}-ranks")
     rng = random.Random(20261127)
-    # Room for every kill (each lets a few steps through, more when a loaded machine makes the measured step
-    # time a poor guide; two-rank steps vary most); self-distillation (EMA teacher, new heads) starts at 20%
-    # of the steps, so kills land on both sides of the phase change.
-    steps = (5 if a.ranks == 1 else 10) * a.kills
+    # The run is long enough for every kill whatever the timing: each kill lets through at most the steps
+    # its plan allows (one more per kill with two ranks: a rank left alone may finish a save before it
+    # notices), plus a few to resume to. Self-distillation (EMA teacher, new heads) starts at 20% of the
+    # steps, so kills land on both sides of the phase change.
+    plan, most = plan_kills(a.kills, 20261130)
+    steps = most + (a.kills if a.ranks > 1 else 0) + 5
 
     ref_cfg, ref_out = fc.write_config(a, "reference", steps, 1, sd_start=0.2, timeout=TIMEOUT_S)
     codes, run_time = run_job(a, ref_cfg, "reference")
     checks.check(f"uninterrupted run finishes ({run_time:.1f} s)", set(codes) == {0},
                  f"exit statuses {codes}; see reference.log")
-    # Kill delays in units of this machine's start-up and step times, so that the kills always land before
-    # the end: a rerun of the finished reference is start-up and restore only.
+    # Start-up (a rerun of the finished reference is start-up and restore only) and step times of this
+    # machine place kills within start-up and within a step; they do not bound the steps a kill lets through.
     _, startup = run_job(a, ref_cfg, "reference-rerun")
     step = max(run_time - startup, 0.1) / steps
 
@@ -88,13 +117,16 @@ def main():
         starts += 1
         log = open(os.path.join(a.workdir, f"attempt-{starts:02d}.log"), "w")
         procs = start(a, cfg, log)
-        if kills % 2:
+        kind, n = plan[kills]
+        if kind == "save":
             # Into a save (rank 0 writes it): wait for a temporary checkpoint directory, then kill within the
             # next few ms.
-            if wait_for_save(procs[0], out, rng):
+            if wait_for_save(procs[0], out, n):
                 time.sleep(rng.uniform(0, 0.004))
+        elif n == 0:
+            wait_for_steps(procs[0], out, 0, rng.uniform(0.5 * startup, startup))  # start-up or restore
         else:
-            time.sleep(rng.uniform(0.5 * startup, startup + 8 * step))  # from start-up to a few steps in
+            wait_for_steps(procs[0], out, n, rng.uniform(0, step))  # somewhere in the step after the n-th
         victim = "all" if a.ranks == 1 else rng.choice(list(victims))
         targets = procs if victim == "all" else [procs[int(victim[-1])]]
         killed_at = None
