@@ -9,6 +9,7 @@
 #include <array>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <string>
 #include <vector>
@@ -21,15 +22,13 @@
 #include "models/text_decoder.hpp"
 #include "siglip2/build_config.hpp"
 #include "train/config.hpp"
-#if SIGLIP2_CONFIG_ARCHIVE && SIGLIP2_CONFIG_OPENCV && SIGLIP2_CONFIG_SENTENCEPIECE
-#define SIGLIP2_CAPTION 1
+#include "train/model.hpp"
+#if SIGLIP2_CONFIG_DATA_PIPELINE
 #include <sentencepiece_processor.h>
 
 #include "data/image.hpp"
 #include "data/locca_targets.hpp"
 #include "data/tokenizer.hpp"
-#else
-#define SIGLIP2_CAPTION 0
 #endif
 
 namespace siglip2::cli {
@@ -42,7 +41,7 @@ struct CaptionArgs {
   int64_t max_tokens = 0;
 };
 
-#if SIGLIP2_CAPTION
+#if SIGLIP2_CONFIG_DATA_PIPELINE
 std::array<float, 4> parse_box(const std::string& text) {
   std::array<float, 4> b{};
   std::string rest = text;
@@ -64,24 +63,32 @@ std::array<float, 4> parse_box(const std::string& text) {
   return b;
 }
 
+// The towers and the LocCa decoder of training checkpoint `dir` (the run's model assembly, then its tensors).
+TrainingModel load_towers_and_decoder(const fs::path& dir, const RunConfig& cfg) {
+  const std::string weights_path = (dir / "model.safetensors").string();
+  auto weights = safetensors::File::open(weights_path);
+  TrainingModel trained = build_training_model(cfg, /*locca=*/true, static_cast<uint64_t>(cfg.train.seed), c10::kCPU);
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, t] : trained.parameters()) {
+    if (!weights.contains(name) && name.rfind("text_decoder.", 0) == 0)
+      throw Error("'" + dir.string() + "' has no LocCa decoder (" + name +
+                  " is missing): only training checkpoints with train.locca keep one");
+    if (weights.contains(name)) tensors.emplace(name, weights.get(name));
+  }
+  load_named(trained.parameters(), tensors, "'" + weights_path + "'");
+  return trained;
+}
+
 void run_caption(const CaptionArgs& a) {
   if (!a.box.empty() && !a.refer.empty()) throw UsageError("give --box or --refer, not both");
   const fs::path dir(a.model);
   if (!fs::exists(dir / "config.yaml") || !fs::exists(dir / "model.safetensors"))
     throw Error("'" + a.model + "' is not a training checkpoint (config.yaml and model.safetensors expected)");
-  RunConfig cfg = config::load<RunConfig>((dir / "config.yaml").string());
+  RunConfig cfg = load_checkpoint_config((dir / "config.yaml").string());
   torch::NoGradGuard no_grad;
-  Siglip2Model model(cfg.model);
-  TextDecoder decoder(cfg.model);
-  auto weights = safetensors::File::open((dir / "model.safetensors").string());
-  for (auto& p : model->named_parameters()) p.value().copy_(weights.get(p.key()));
-  for (auto& p : decoder->named_parameters()) {
-    std::string name = "text_decoder." + p.key();
-    if (!weights.contains(name))
-      throw Error("'" + a.model + "' has no LocCa decoder (" + name +
-                  " is missing): only training checkpoints with train.locca keep one");
-    p.value().copy_(weights.get(name));
-  }
+  TrainingModel trained = load_towers_and_decoder(dir, cfg);
+  Siglip2Model model = trained.towers;
+  TextDecoder decoder = trained.decoder;
   model->eval();
   decoder->eval();
 

@@ -15,8 +15,7 @@
 #include "data/remote.hpp"
 #include "siglip2/build_config.hpp"
 
-#if SIGLIP2_CONFIG_ARCHIVE && SIGLIP2_CONFIG_OPENCV && SIGLIP2_CONFIG_SENTENCEPIECE
-#define SIGLIP2_DATA_PIPELINE 1
+#if SIGLIP2_CONFIG_DATA_PIPELINE
 #include <nlohmann/json.hpp>
 
 #include "data/config.hpp"
@@ -26,8 +25,6 @@
 #include "data/synthetic.hpp"
 #include "data/tokenizer.hpp"
 #include "data/webdataset.hpp"
-#else
-#define SIGLIP2_DATA_PIPELINE 0
 #endif
 
 namespace siglip2::cli {
@@ -65,7 +62,7 @@ struct BenchArgs {
   throw Error("this build has no data pipeline (it needs OpenCV, libarchive and sentencepiece; see README)");
 }
 
-#if SIGLIP2_DATA_PIPELINE
+#if SIGLIP2_CONFIG_DATA_PIPELINE
 void run_synth(const SynthArgs& a) {
   SynthConfig c;
   c.out = a.out;

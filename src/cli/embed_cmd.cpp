@@ -159,7 +159,7 @@ void run_embed(const EmbedArgs& a) {
     in.input_ids = embedder.tokenize(a.texts);
   }
 
-  std::vector<std::pair<std::string, at::Tensor>> out;
+  NamedTensors out;
   TowerOutput image, text;
   if (in.vision.pixel_values.defined()) {
     image = embedder.encode_images(in.vision, a.features);

@@ -16,8 +16,6 @@ class Collectives {
   virtual at::Tensor reduce_scatter_sum(const at::Tensor& t) = 0;  // dim 0 split into world_size parts
   // Sends `out` to (rank + 1) % W and returns what (rank - 1 + W) % W sent.
   virtual at::Tensor ring_exchange(const at::Tensor& out) = 0;
-  // The other way round: sends to rank - 1, receives from rank + 1.
-  virtual at::Tensor ring_exchange_back(const at::Tensor& out) = 0;
 };
 
 }  // namespace siglip2

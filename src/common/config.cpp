@@ -201,6 +201,8 @@ void ConfigReader::finish() const {
     const std::string& key = map_.entries[i].first;
     if (std::find(known_.begin(), known_.end(), key) != known_.end()) continue;
     const SourceLoc& loc = i < map_.key_locs.size() ? map_.key_locs[i] : map_.loc;
+    for (const auto& [name, why] : retired_)
+      if (name == key) detail::fail(loc, detail::join_path(prefix_, key), why);
     detail::fail(loc, detail::join_path(prefix_, key), "unknown key; " + detail::suggest(key, known_));
   }
   if (missing_) throw ConfigError(*missing_);

@@ -66,6 +66,7 @@ struct AnyVisitor {
   void operator()(A&&...) {}
   template <class... A>
   void required(A&&...) {}
+  void retired(const char*, const char*) {}
 };
 template <class T, class = void>
 struct is_section : std::false_type {};
@@ -131,6 +132,10 @@ class ConfigReader {
   void required(const char* key, T& field, const char* /*doc*/, C&&... checks) {
     read(key, field, true, std::forward<C>(checks)...);
   }
+
+  // A key this section does not accept in this context, with the reason and what to do instead (the value
+  // comes from another section, or the key moved): given, it is an error naming the key and `why`.
+  void retired(const char* key, const char* why) { retired_.emplace_back(key, why); }
 
   // Rejects keys that no field consumed, suggesting the nearest valid one; then reports the first required value
   // that was missing (after the unknown keys: `trian:` for `train:` is named as the misspelling, not as
@@ -224,7 +229,8 @@ class ConfigReader {
   const ConfigValue& map_;
   std::string prefix_;
   std::vector<std::string> known_;
-  std::optional<std::string> missing_;  // the first "required value is missing" error
+  std::optional<std::string> missing_;                        // the first "required value is missing" error
+  std::vector<std::pair<std::string, std::string>> retired_;  // key, why
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -240,6 +246,7 @@ class ConfigWriter {
   void required(const char* key, T& field, const char* doc, C&&... c) {
     (*this)(key, field, doc, std::forward<C>(c)...);
   }
+  void retired(const char*, const char*) {}
   const ConfigValue& result() const { return out_; }
 
   template <class T>
@@ -289,6 +296,7 @@ class KeyLister {
   void required(const char* key, T& field, const char* doc, C&&...) {
     add(key, field, doc, true);
   }
+  void retired(const char*, const char*) {}
   const std::vector<KeyInfo>& keys() const { return keys_; }
 
  private:

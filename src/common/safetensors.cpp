@@ -395,8 +395,7 @@ std::map<std::string, at::Tensor> load(const std::string& path) {
   return out;
 }
 
-void save(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-          const std::map<std::string, std::string>& metadata) {
+void save(const std::string& path, const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
   struct Entry {
     const std::string* name;
     const at::Tensor* tensor;

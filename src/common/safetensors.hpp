@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/named_tensors.hpp"
+
 namespace siglip2::safetensors {
 
 // The largest header the reference implementation accepts (and writes).
@@ -56,7 +58,7 @@ std::map<std::string, at::Tensor> load(const std::string& path);
 // Writes the tensors (any device, any layout: they are made contiguous and copied to the CPU one at a
 // time) in the layout of the reference writer, through a temporary file renamed into place.
 // "format": "pt" is added to the metadata unless it has a "format" key already.
-void save(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+void save(const std::string& path, const NamedTensors& tensors,
           const std::map<std::string, std::string>& metadata = {});
 
 // "F32" <-> at::kFloat, for the ten dtypes supported (F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL).

@@ -81,6 +81,23 @@ struct TokenizerConfig {
   }
 };
 
+// A section as a training config reads it: T::visit_keys(v, true), which refuses (ConfigReader::retired)
+// the keys the trainer sets from other sections. Holds a reference: made on the fly inside a visit.
+template <class T>
+struct InTrainingRun {
+  T& section;
+  template <class V>
+  void visit(V& v) {
+    section.visit_keys(v, true);
+  }
+  std::string check() const {
+    if constexpr (config::detail::has_check<T>::value)
+      return section.check();
+    else
+      return "";
+  }
+};
+
 // LocCa decoder targets (docs/data.md "LocCa targets"): three tasks per example, each "PREFIX BODY <eos>",
 // the prefix not counted in the loss.
 struct LoccaTargetsConfig {
@@ -93,12 +110,24 @@ struct LoccaTargetsConfig {
 
   template <class V>
   void visit(V& v) {
-    v("length", length, "tokens per LocCa target sequence (prefix and EOS included)", config::greater_than<int64_t>(4));
+    visit_keys(v, false);
+  }
+  // In a training config (`in_training_run`), length and parallel_probability come from other sections.
+  template <class V>
+  void visit_keys(V& v, bool in_training_run) {
+    if (in_training_run)
+      v.retired("length", "set by the trainer from model.decoder.max_length; remove it");
+    else
+      v("length", length, "tokens per LocCa target sequence (prefix and EOS included)",
+        config::greater_than<int64_t>(4));
     v("box_bins", box_bins, "box coordinates are written as integers 0 .. box_bins - 1",
       config::greater_than<int64_t>(1));
-    v("parallel_probability", parallel_probability,
-      "probability that a captioning example is predicted in parallel from mask tokens (SigLIP 2: 0.5)",
-      config::in_range(0.0, 1.0));
+    if (in_training_run)
+      v.retired("parallel_probability", "set by the trainer from loss.locca.parallel_probability; remove it");
+    else
+      v("parallel_probability", parallel_probability,
+        "probability that a captioning example is predicted in parallel from mask tokens (SigLIP 2: 0.5)",
+        config::in_range(0.0, 1.0));
     v("caption_prefix", caption_prefix, "prefix of the captioning task (not counted in the loss)");
     v("referring_prefix", referring_prefix, "prefix of referring expressions: caption -> box");
     v("grounded_prefix", grounded_prefix, "prefix of grounded captioning: box -> caption");
@@ -180,11 +209,21 @@ struct LoaderConfig {
 
   template <class V>
   void visit(V& v) {
+    visit_keys(v, false);
+  }
+  // The `data:` section of a training config (`in_training_run`; see InTrainingRun) leaves out what the
+  // trainer sets from other sections, so that each fact has one source.
+  template <class V>
+  void visit_keys(V& v, bool in_training_run) {
     using config::at_least;
     using config::greater_than;
     v("shards", shards, "shard patterns, one per source, e.g. data/{000000..000999}.tar");
     v("weights", weights, "mixing weight per source (empty: equal)", config::each(at_least(0.0)));
-    v("batch_size", batch_size, "examples per batch on each rank", greater_than<int64_t>(0));
+    if (in_training_run)
+      v.retired("batch_size",
+                "set by the trainer: train.batch_size (the global batch) / the number of ranks; remove it");
+    else
+      v("batch_size", batch_size, "examples per batch on each rank", greater_than<int64_t>(0));
     v("workers", workers, "loader threads per rank; each reads its own shards", greater_than<int64_t>(0));
     v("prefetch", prefetch, "finished batches each worker may queue", greater_than<int64_t>(0));
     v("shuffle_buffer", shuffle_buffer, "samples in each worker's shuffle buffer (0 or 1: no shuffling)",
@@ -209,9 +248,16 @@ struct LoaderConfig {
     v("stall_timeout_s", stall_timeout_s, "seconds without a batch before the run stops with an error (0: never)",
       at_least<int64_t>(0));
     v("remote", remote, "http(s):// and s3:// shards: timeouts and retries");
-    v("locca", locca, "produce LocCa decoder targets");
-    v("ssl_views", ssl_views, "produce self-distillation local crops");
-    v("locca_targets", locca_targets, "LocCa target layout");
+    if (in_training_run) {
+      v.retired("locca", "set by the trainer from train.locca; remove it");
+      v.retired("ssl_views", "set by the trainer from train.self_distillation; remove it");
+      InTrainingRun<LoccaTargetsConfig> targets{locca_targets};
+      v("locca_targets", targets, "LocCa target layout");
+    } else {
+      v("locca", locca, "produce LocCa decoder targets");
+      v("ssl_views", ssl_views, "produce self-distillation local crops");
+      v("locca_targets", locca_targets, "LocCa target layout");
+    }
     v("ssl", ssl, "self-distillation views");
   }
   std::string check() const {

@@ -398,7 +398,7 @@ at::Tensor pinned(const at::Tensor& t, bool pin) {
   return pin && t.defined() ? t.pin_memory() : t;
 }
 
-void pin_targets(DecoderTargets& t) {
+void pin_targets(DecoderTask& t) {
   t.targets = pinned(t.targets, true);
   t.loss_mask = pinned(t.loss_mask, true);
   t.parallel = pinned(t.parallel, true);
@@ -761,7 +761,8 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
   s.config = config;
   s.image = image;
   if (tokenizer) s.tokenizer = std::make_shared<const Tokenizer>(*tokenizer);
-  if (!tokenizer && config.locca) throw ConfigError("data.locca: LocCa targets need a tokenizer");
+  if (!tokenizer && config.locca)
+    throw ConfigError("data.locca (train.locca in a training config): LocCa targets need a tokenizer");
   s.pin = torch::cuda::is_available();
   s.rank = rank;
   s.world_size = world_size;
@@ -785,7 +786,10 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
   }
   s.weights = config.weights.empty() ? std::vector<double>(config.shards.size(), 1.0) : config.weights;
   if (config.ssl_views) {
-    if (image.naflex) throw ConfigError("data.ssl_views: self-distillation views are not used with NaFlex");
+    if (image.naflex)
+      throw ConfigError(
+          "data.ssl_views (train.self_distillation in a training config): self-distillation views are not used "
+          "with NaFlex");
     if (config.ssl.local_size % image.patch_size != 0)
       throw ConfigError("data.ssl.local_size " + std::to_string(config.ssl.local_size) +
                         " must be a multiple of the patch size " + std::to_string(image.patch_size));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "data/batch.hpp"
 #include "data/config.hpp"
 #include "data/locca_targets.hpp"
 #include "data/webdataset.hpp"
@@ -55,18 +56,6 @@ struct LoaderState {
 };
 std::string loader_state_to_json(const LoaderState& state);
 LoaderState loader_state_from_json(const std::string& json);  // throws siglip2::Error when malformed
-
-struct Batch {
-  std::vector<std::string> keys;
-  // Fixed resolution: float32 [B, 3, S, S]. NaFlex: float32 [B, N, P*P*3] with the mask and shapes.
-  at::Tensor pixel_values;
-  at::Tensor pixel_attention_mask;  // NaFlex: int32 [B, N]
-  at::Tensor spatial_shapes;        // NaFlex: int64 [B, 2]
-  at::Tensor input_ids;             // int64 [B, tokenizer length]; undefined without a tokenizer
-  at::Tensor labels;                // int64 [B]: KEY.cls, -1 where absent
-  std::optional<LoccaTargets> locca;
-  at::Tensor local_views;  // ssl_views: float32 [B * local_crops, 3, s, s], image-major
-};
 
 // The shards one worker reads in one epoch of one source (exposed for tests and `data inspect`).
 std::vector<std::string> worker_shards(const std::vector<std::string>& shards, int64_t seed, int64_t source,

@@ -39,10 +39,10 @@ LoccaSequence layout_fitting(const Tokenizer& tokenizer, const std::string& pref
   return layout_sequence(tokenizer, prefix, body(join_words(words, std::min<size_t>(1, words.size()))), length);
 }
 
-DecoderTargets stack(const std::vector<const LoccaSequence*>& rows) {
+DecoderTask stack(const std::vector<const LoccaSequence*>& rows) {
   const auto b = static_cast<int64_t>(rows.size());
   const auto l = b ? static_cast<int64_t>(rows[0]->ids.size()) : 0;
-  DecoderTargets out;
+  DecoderTask out;
   out.targets = torch::empty({b, l}, torch::kLong);
   out.loss_mask = torch::empty({b, l}, torch::kBool);
   auto t = out.targets.accessor<int64_t, 2>();

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "data/batch.hpp"
 #include "data/config.hpp"
 #include "data/rng.hpp"
 #include "data/webdataset.hpp"
@@ -19,18 +20,6 @@
 namespace siglip2 {
 
 class Tokenizer;
-
-// The data side of losses/locca.hpp's DecoderTask (the data library does not depend on losses): the
-// trainer converts field by field.
-struct DecoderTargets {
-  at::Tensor targets;    // [B, L] int64
-  at::Tensor loss_mask;  // [B, L] bool: body and EOS; not the prefix, not padding
-  at::Tensor parallel;   // [B] bool (captioning only; undefined for the other tasks)
-};
-
-struct LoccaTargets {
-  DecoderTargets caption, referring, grounded;
-};
 
 struct LoccaSequence {
   std::vector<int64_t> ids;      // exactly `length`

@@ -14,6 +14,7 @@
 #include "common/safetensors.hpp"
 #include "data/tokenizer_files.hpp"
 #include "interop/hf_import.hpp"
+#include "train/config.hpp"
 
 namespace siglip2 {
 namespace fs = std::filesystem;
@@ -106,21 +107,7 @@ bool is_model_tensor_name(const std::string& name) {
 }
 
 std::string ModelBundleConfig::check() const {
-  if (image.naflex != model.vision.naflex)
-    return image.naflex ? "image.naflex is true but the model has a fixed-resolution vision tower"
-                        : "image.naflex is false but the model has a NaFlex vision tower";
-  if (!model.vision.naflex && image.image_size != model.vision.image_size)
-    return "image.image_size (" + std::to_string(image.image_size) + ") differs from model.vision.image_size (" +
-           std::to_string(model.vision.image_size) + ")";
-  if (model.vision.naflex && image.patch_size != model.vision.patch_size)
-    return "image.patch_size (" + std::to_string(image.patch_size) + ") differs from model.vision.patch_size (" +
-           std::to_string(model.vision.patch_size) + ")";
-  if (tokenizer.length > model.text.max_position_embeddings)
-    return "tokenizer.length (" + std::to_string(tokenizer.length) + ") exceeds model.text.max_position_embeddings (" +
-           std::to_string(model.text.max_position_embeddings) + ")";
-  if (tokenizer.pad_id >= model.text.vocab_size || tokenizer.eos_id >= model.text.vocab_size)
-    return "tokenizer.pad_id and tokenizer.eos_id must be below model.text.vocab_size";
-  return "";
+  return inputs_match_model(model, image, tokenizer);
 }
 
 void check_tensors(const TensorShapes& expected, const NamedTensors& given, const std::string& what) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/named_tensors.hpp"
 #include "data/config.hpp"
 #include "models/config.hpp"
 #include "models/siglip2.hpp"
@@ -35,7 +36,6 @@ struct ModelBundleConfig {
   std::string check() const;
 };
 
-using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
 // Every parameter of a model with this config: HF name and shape (hf_interop.md §2), computed from

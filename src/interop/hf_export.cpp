@@ -156,35 +156,82 @@ std::string hf_special_tokens_json(const TokenizerConfig&, const SpecialTokens& 
   return dump(j);
 }
 
-void export_hf(const std::string& model_dir, const std::string& out_dir, const HfExportOptions& o) {
-  check_dtype(o.dtype);
-  check_output_dir(out_dir, o.overwrite);
-  if (!fs::is_directory(model_dir)) throw Error("model directory '" + model_dir + "' does not exist");
+namespace {
+
+// What an export reads: the model directory's config, tensors and tokenizer model, from either kind of
+// directory (ours: config.yaml + model.safetensors; Hugging Face's: config.json + safetensors).
+struct ExportSource {
   ModelBundleConfig config;
   NamedTensors tensors;
   std::string tokenizer_model;
-  std::string what;
-  const bool hf_dir = is_hf_dir(model_dir);
-  if (hf_dir) {
+  std::string what;  // the weights, as errors name them
+  bool hf_dir = false;
+};
+
+ExportSource read_export_source(const std::string& model_dir) {
+  if (!fs::is_directory(model_dir)) throw Error("model directory '" + model_dir + "' does not exist");
+  ExportSource s;
+  s.hf_dir = is_hf_dir(model_dir);
+  if (s.hf_dir) {
     HfCheckpoint hf = read_hf_checkpoint(model_dir);
-    config = hf.config;
-    tensors = std::move(hf.tensors);
-    tokenizer_model = hf.tokenizer_model;
-    what = "Hugging Face checkpoint '" + model_dir + "'";
-  } else {
-    config = load_bundle_config(model_dir);
-    tokenizer_model = tokenizer_model_path(model_dir, config.tokenizer);
-    const std::string weights = (fs::path(model_dir) / "model.safetensors").string();
-    if (!fs::exists(weights)) throw Error("model directory '" + model_dir + "' has no model.safetensors");
-    safetensors::File f = safetensors::File::open(weights);
-    for (const auto& info : f.tensors()) tensors.emplace_back(info.name, f.get(info.name));
-    what = "'" + weights + "'";
+    s.config = hf.config;
+    s.tensors = std::move(hf.tensors);
+    s.tokenizer_model = hf.tokenizer_model;
+    s.what = "Hugging Face checkpoint '" + model_dir + "'";
+    return s;
   }
+  s.config = load_bundle_config(model_dir);
+  s.tokenizer_model = tokenizer_model_path(model_dir, s.config.tokenizer);
+  const std::string weights = (fs::path(model_dir) / "model.safetensors").string();
+  if (!fs::exists(weights)) throw Error("model directory '" + model_dir + "' has no model.safetensors");
+  safetensors::File f = safetensors::File::open(weights);
+  for (const auto& info : f.tensors()) s.tensors.emplace_back(info.name, f.get(info.name));
+  s.what = "'" + weights + "'";
+  return s;
+}
+
+// SigLIP 2 style tokenizers travel as tokenizer.json (exact in a transformers without sentencepiece);
+// SigLIP 1's keeps SiglipTokenizer over spiece.model (its nmt_nfkc charsmap has no exact tokenizer.json),
+// and gets no files from here. An imported checkpoint's own tokenizer.json is written unchanged where it
+// still applies (src/interop/hf_tokenizer_kept.hpp); otherwise one is generated from tokenizer.model.
+HfTokenizerFiles tokenizer_json_files(const std::string& model_dir, const ExportSource& s, const std::string& bytes,
+                                      bool regenerate) {
+  SentencePieceModel sp;
+  try {
+    sp = SentencePieceModel::parse(bytes, s.tokenizer_model);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + "; or export with --no-tokenizer");
+  }
+  std::string why_not;
+  std::optional<HfTokenizerFiles> kept;
+  if (!regenerate)
+    kept = kept_tokenizer_files(s.tokenizer_model, sp, s.config.tokenizer, s.config.model.vision.naflex, s.hf_dir,
+                                &why_not);
+  if (kept) {
+    log_info("tokenizer.json: the imported original, unchanged");
+    return std::move(*kept);
+  }
+  if (!why_not.empty()) log_warn("not writing the imported tokenizer.json: " + why_not + "; generating one");
+  try {
+    return hf_tokenizer_files(sp, s.config.tokenizer, s.config.model.vision.naflex, "'" + model_dir + "'");
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + "; or export with --no-tokenizer");
+  }
+}
+
+}  // namespace
+
+void export_hf(const std::string& model_dir, const std::string& out_dir, const HfExportOptions& o) {
+  check_dtype(o.dtype);
+  check_output_dir(out_dir, o.overwrite);
+  const ExportSource source = read_export_source(model_dir);
+  const ModelBundleConfig& config = source.config;
+  const std::string& tokenizer_model = source.tokenizer_model;
   const TensorShapes expected = expected_hf_tensors(config.model);
-  check_tensors(expected, tensors, what);
+  check_tensors(expected, source.tensors, source.what);
 
   // Only the two towers and the logit scale/bias: training-only tensors (text_decoder.*, ssl.*) stay behind.
-  std::map<std::string, at::Tensor> by_name(tensors.begin(), tensors.end());
+  std::map<std::string, at::Tensor> by_name(source.tensors.begin(), source.tensors.end());
   const at::ScalarType dtype = o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
   NamedTensors out;
   for (const auto& [name, shape] : expected) {
@@ -197,34 +244,9 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
   if (with_tokenizer && !fs::exists(tokenizer_model))
     throw Error("the tokenizer model of '" + model_dir + "' (" + tokenizer_model + ") does not exist");
   const std::string tokenizer_bytes = with_tokenizer ? read_file(tokenizer_model) : std::string();
-  // SigLIP 2 style tokenizers travel as tokenizer.json (exact in a transformers without sentencepiece);
-  // SigLIP 1's keeps SiglipTokenizer over spiece.model (its nmt_nfkc charsmap has no exact tokenizer.json).
-  // An imported checkpoint's own tokenizer.json is written unchanged where it still applies
-  // (src/interop/hf_tokenizer_kept.hpp); otherwise one is generated from tokenizer.model.
   HfTokenizerFiles json_files;
-  if (with_tokenizer && !config.tokenizer.siglip1) {
-    SentencePieceModel sp;
-    try {
-      sp = SentencePieceModel::parse(tokenizer_bytes, tokenizer_model);
-    } catch (const Error& e) {
-      throw Error(std::string(e.what()) + "; or export with --no-tokenizer");
-    }
-    std::string why_not;
-    std::optional<HfTokenizerFiles> kept;
-    if (!o.regenerate_tokenizer)
-      kept = kept_tokenizer_files(tokenizer_model, sp, config.tokenizer, config.model.vision.naflex, hf_dir, &why_not);
-    if (kept) {
-      json_files = std::move(*kept);
-      log_info("tokenizer.json: the imported original, unchanged");
-    } else {
-      if (!why_not.empty()) log_warn("not writing the imported tokenizer.json: " + why_not + "; generating one");
-      try {
-        json_files = hf_tokenizer_files(sp, config.tokenizer, config.model.vision.naflex, "'" + model_dir + "'");
-      } catch (const Error& e) {
-        throw Error(std::string(e.what()) + "; or export with --no-tokenizer");
-      }
-    }
-  }
+  if (with_tokenizer && !config.tokenizer.siglip1)
+    json_files = tokenizer_json_files(model_dir, source, tokenizer_bytes, o.regenerate_tokenizer);
 
   write_dir_atomic(out_dir, o.overwrite, [&](const std::string& tmp) {
     safetensors::save(tmp + "/model.safetensors", out, {{"format", "pt"}});

@@ -67,9 +67,9 @@ at::Tensor chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& wei
   return ChunkedCrossEntropy::apply(hidden, weight, bias, targets, chunk);
 }
 
-at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens, const at::Tensor& image_keep,
-                      const std::vector<DecoderTask>& tasks, int64_t start_id, const LoccaLossConfig& config,
-                      Collectives* comm) {
+at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens,
+                      const at::Tensor& encoder_attention_mask, const std::vector<DecoderTask>& tasks, int64_t start_id,
+                      const LoccaLossConfig& config, Collectives* comm) {
   TORCH_CHECK(!tasks.empty(), "locca_loss needs at least one task");
   std::vector<double> denominators;
   {
@@ -85,7 +85,7 @@ at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens, 
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& task = tasks[i];
     at::Tensor inputs = decoder_inputs(task, start_id, decoder.mask_token_id);
-    at::Tensor hidden = decoder.forward(inputs, task.parallel, image_tokens, image_keep);
+    at::Tensor hidden = decoder.forward(inputs, task.parallel, image_tokens, encoder_attention_mask);
     at::Tensor counted = task.loss_mask.to(at::kBool).reshape(-1).nonzero().squeeze(1);
     at::Tensor h = hidden.reshape({-1, hidden.size(2)}).index_select(0, counted);
     at::Tensor t = task.targets.reshape(-1).index_select(0, counted);

@@ -8,6 +8,7 @@
 
 #include "common/collectives.hpp"
 #include "common/config.hpp"
+#include "losses/decoder_task.hpp"
 
 namespace siglip2 {
 
@@ -26,14 +27,6 @@ struct LoccaLossConfig {
   }
 };
 
-// One task for a batch: the target sequence (task prefix included), which positions count in the
-// loss (not the prefix, not padding), and which examples are predicted in parallel (undefined: none).
-struct DecoderTask {
-  at::Tensor targets;    // [B, L] int64
-  at::Tensor loss_mask;  // [B, L] bool
-  at::Tensor parallel;   // [B] bool or undefined
-};
-
 // Teacher forcing: targets shifted right with `start_id` first; parallel examples get mask tokens only.
 at::Tensor decoder_inputs(const DecoderTask& task, int64_t start_id, int64_t mask_id);
 
@@ -45,8 +38,8 @@ at::Tensor chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& wei
 // Mean over tasks of each task's mean cross-entropy per counted token. With ranks (`comm`), each task
 // is normalised by the counted tokens of the global batch (times W), so that the mean over ranks
 // equals the single-process loss however the tokens fall on ranks.
-at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens, const at::Tensor& image_keep,
-                      const std::vector<DecoderTask>& tasks, int64_t start_id, const LoccaLossConfig& config,
-                      Collectives* comm = nullptr);
+at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens,
+                      const at::Tensor& encoder_attention_mask, const std::vector<DecoderTask>& tasks, int64_t start_id,
+                      const LoccaLossConfig& config, Collectives* comm = nullptr);
 
 }  // namespace siglip2

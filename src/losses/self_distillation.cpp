@@ -78,8 +78,8 @@ void EmaTeacher::update(VisionTransformerImpl& student, SelfDistillationHeadsImp
   ema(*heads, student_heads);
 }
 
-std::vector<std::pair<std::string, at::Tensor>> EmaTeacher::named_parameters() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
+NamedTensors EmaTeacher::named_parameters() const {
+  NamedTensors out;
   for (const auto& p : vision->named_parameters()) out.emplace_back("vision_model." + p.key(), p.value());
   for (const auto& p : heads->named_parameters()) out.emplace_back("ssl." + p.key(), p.value());
   return out;
@@ -94,15 +94,6 @@ at::Tensor dino_cross_entropy(const at::Tensor& student_logits, const at::Tensor
   at::Tensor target = student_to_teacher.defined() ? t.index_select(0, student_to_teacher) : t;
   at::Tensor log_s = at::log_softmax(student_logits.to(acc) / student_temp, -1);
   return -(target * log_s).sum(-1).mean();
-}
-
-at::Tensor random_patch_mask(int64_t batch, int64_t patches, double ratio, at::Generator& gen) {
-  const int64_t n = static_cast<int64_t>(std::lround(ratio * static_cast<double>(patches)));
-  at::Tensor scores = at::empty({batch, patches}).uniform_(0.0, 1.0, gen);
-  at::Tensor order = std::get<1>(scores.sort(1));
-  at::Tensor mask = at::zeros({batch, patches}, at::kBool);
-  if (n > 0) mask.scatter_(1, order.narrow(1, 0, n), true);
-  return mask;
 }
 
 SelfDistillation::SelfDistillation(const SelfDistillationConfig& c) : config_(c) {
@@ -128,38 +119,39 @@ void SelfDistillation::update_center(at::Tensor& center, const at::Tensor& teach
 }
 
 SelfDistillationLosses SelfDistillation::forward(VisionTransformerImpl& student, SelfDistillationHeadsImpl& heads,
-                                                 EmaTeacher& teacher, const at::Tensor& global,
-                                                 const at::Tensor& locals, const at::Tensor& patch_mask, int64_t step,
-                                                 Collectives* comm, bool update_centers) {
-  const int64_t b = global.size(0);
-  TORCH_CHECK(locals.size(0) % b == 0, "local crops must be a multiple of the global views");
-  const int64_t crops = locals.size(0) / b;
+                                                 EmaTeacher& teacher, const at::Tensor& pixel_values,
+                                                 const at::Tensor& local_views, const at::Tensor& bool_masked_pos,
+                                                 int64_t step, Collectives* comm, bool update_centers) {
+  const int64_t b = pixel_values.size(0);
+  TORCH_CHECK(local_views.size(0) % b == 0,
+              "local_views must hold the same number of crops for every image of pixel_values");
+  const int64_t crops = local_views.size(0) / b;
   const double tt = teacher_temperature(step), ts = config_.student_temperature;
-  if (center_global.device() != global.device()) {
-    center_global = center_global.to(global.device());
-    center_patch = center_patch.to(global.device());
+  if (center_global.device() != pixel_values.device()) {
+    center_global = center_global.to(pixel_values.device());
+    center_patch = center_patch.to(pixel_values.device());
   }
 
   at::Tensor t_global, t_patch, masked_index;
   {
     torch::NoGradGuard g;
-    VisionOutput t = teacher.vision->forward({global, {}, {}});
+    VisionOutput t = teacher.vision->forward({pixel_values, {}, {}});
     t_global = teacher.heads->global_head(t.pooler_output);
-    masked_index = patch_mask.reshape(-1).nonzero().squeeze(1).to(global.device());
+    masked_index = bool_masked_pos.reshape(-1).nonzero().squeeze(1).to(pixel_values.device());
     t_patch = teacher.heads->patch_head(
         t.last_hidden_state.reshape({-1, t.last_hidden_state.size(2)}).index_select(0, masked_index));
   }
 
-  VisionInput local_in{locals, {}, {}};
+  VisionInput local_in{local_views, {}, {}};
   local_in.resize_positions = true;
   at::Tensor s_local = heads.global_head(student.forward(local_in).pooler_output);
   at::Tensor crop_owner =
-      at::arange(b, at::TensorOptions().dtype(at::kLong).device(global.device())).repeat_interleave(crops);
+      at::arange(b, at::TensorOptions().dtype(at::kLong).device(pixel_values.device())).repeat_interleave(crops);
   SelfDistillationLosses out;
   out.global_local = dino_cross_entropy(s_local, t_global, crop_owner, center_global, ts, tt);
 
-  VisionInput masked_in{global, {}, {}};
-  masked_in.replace_mask = patch_mask.to(global.device());
+  VisionInput masked_in{pixel_values, {}, {}};
+  masked_in.bool_masked_pos = bool_masked_pos.to(pixel_values.device());
   masked_in.mask_token = heads.mask_token;
   VisionOutput s = student.forward(masked_in);
   at::Tensor s_patch =

@@ -14,6 +14,7 @@
 
 #include "common/collectives.hpp"
 #include "common/config.hpp"
+#include "common/named_tensors.hpp"
 #include "models/config.hpp"
 #include "models/siglip2.hpp"
 
@@ -90,7 +91,7 @@ class EmaTeacher {
   void update(VisionTransformerImpl& student, SelfDistillationHeadsImpl& heads, double momentum);
   VisionTransformer vision{nullptr};
   SelfDistillationHeads heads{nullptr};
-  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;  // "vision_model.*", "ssl.*"
+  NamedTensors named_parameters() const;  // "vision_model.*", "ssl.*"
 };
 
 // DINO cross-entropy: mean over rows of -Σ_k softmax((t - c)/τt)_k log softmax(s/τs)_k. teacher rows
@@ -98,9 +99,6 @@ class EmaTeacher {
 at::Tensor dino_cross_entropy(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
                               const at::Tensor& student_to_teacher, const at::Tensor& center, double student_temp,
                               double teacher_temp);
-
-// Random patch masks with exactly round(ratio * valid) masked patches per image.
-at::Tensor random_patch_mask(int64_t batch, int64_t patches, double ratio, at::Generator& gen);
 
 struct SelfDistillationLosses {
   at::Tensor global_local, masked, total;  // total = size_factor * (w1 * global_local + w2 * masked)
@@ -110,11 +108,13 @@ class SelfDistillation {
  public:
   explicit SelfDistillation(const SelfDistillationConfig& c);
   double teacher_temperature(int64_t step_in_phase) const;
-  // global: [B, 3, H, W] at the tower's resolution; locals: [B * n, 3, h, w] (n local crops per image,
-  // image-major: crops of image 0 first). patch_mask [B, S] true = masked for the student.
+  // pixel_values: the global views, [B, 3, H, W] at the tower's resolution; local_views: [B * n, 3, h, w]
+  // (n local crops per image, image-major: crops of image 0 first); bool_masked_pos [B, S]: true = the
+  // student sees the mask token there (src/data/patch_mask.hpp draws it).
   SelfDistillationLosses forward(VisionTransformerImpl& student, SelfDistillationHeadsImpl& heads, EmaTeacher& teacher,
-                                 const at::Tensor& global, const at::Tensor& locals, const at::Tensor& patch_mask,
-                                 int64_t step_in_phase, Collectives* comm, bool update_centers = true);
+                                 const at::Tensor& pixel_values, const at::Tensor& local_views,
+                                 const at::Tensor& bool_masked_pos, int64_t step_in_phase, Collectives* comm,
+                                 bool update_centers = true);
   at::Tensor center_global, center_patch;  // [K] running means of the teacher's logits (saved in checkpoints)
 
  private:

@@ -8,9 +8,9 @@ namespace siglip2 {
 namespace {
 
 // [B, S] key mask -> [B, 1, 1, S] boolean mask for SDPA (true = attend).
-std::optional<at::Tensor> sdpa_key_mask(const at::Tensor& keep) {
-  if (!keep.defined()) return std::nullopt;
-  return keep.to(at::kBool).unsqueeze(1).unsqueeze(1);
+std::optional<at::Tensor> sdpa_key_mask(const at::Tensor& attention_mask) {
+  if (!attention_mask.defined()) return std::nullopt;
+  return attention_mask.to(at::kBool).unsqueeze(1).unsqueeze(1);
 }
 
 at::Tensor split_heads(const at::Tensor& x, int64_t heads) {  // [B, S, D] -> [B, H, S, D/H]
@@ -40,7 +40,7 @@ AttentionImpl::AttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
   out_proj = register_module("out_proj", torch::nn::Linear(width, width));
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& keep) {
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& attention_mask) {
   // One matrix product for q, k and v (the HF parameters stay separate): [B, S, 3, H, d].
   at::Tensor w = at::cat({q_proj->weight, k_proj->weight, v_proj->weight});
   at::Tensor b = at::cat({q_proj->bias, k_proj->bias, v_proj->bias});
@@ -48,7 +48,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& keep) {
   at::Tensor qkv = at::linear(x, w, b).view({x.size(0), x.size(1), 3, heads, d}).permute({2, 0, 3, 1, 4});
   at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
   // Default scale is head_dim^-0.5, as in SigLIP.
-  at::Tensor o = at::scaled_dot_product_attention(q, k, v, sdpa_key_mask(keep));
+  at::Tensor o = at::scaled_dot_product_attention(q, k, v, sdpa_key_mask(attention_mask));
   return out_proj(merge_heads(o));
 }
 
@@ -59,8 +59,8 @@ EncoderLayerImpl::EncoderLayerImpl(int64_t width, int64_t mlp_width, int64_t hea
   layer_norm2 = register_module("layer_norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(eps)));
 }
 
-at::Tensor EncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& keep) {
-  at::Tensor h = x + self_attn(layer_norm1(x), keep);
+at::Tensor EncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& attention_mask) {
+  at::Tensor h = x + self_attn(layer_norm1(x), attention_mask);
   return h + mlp(layer_norm2(h));
 }
 
@@ -69,8 +69,8 @@ EncoderImpl::EncoderImpl(int64_t depth, int64_t width, int64_t mlp, int64_t head
   for (int64_t i = 0; i < depth; ++i) layers->push_back(EncoderLayer(width, mlp, heads, eps));
 }
 
-at::Tensor EncoderImpl::forward(at::Tensor x, const at::Tensor& keep) {
-  for (const auto& layer : *layers) x = layer->as<EncoderLayerImpl>()->forward(x, keep);
+at::Tensor EncoderImpl::forward(at::Tensor x, const at::Tensor& attention_mask) {
+  for (const auto& layer : *layers) x = layer->as<EncoderLayerImpl>()->forward(x, attention_mask);
   return x;
 }
 
@@ -83,13 +83,14 @@ PackedAttentionImpl::PackedAttentionImpl(int64_t width, int64_t heads_) : heads(
   out_proj = register_module("out_proj", torch::nn::Linear(width, width));
 }
 
-at::Tensor PackedAttentionImpl::forward(const at::Tensor& query, const at::Tensor& x, const at::Tensor& keep) {
+at::Tensor PackedAttentionImpl::forward(const at::Tensor& query, const at::Tensor& x,
+                                        const at::Tensor& attention_mask) {
   auto w = in_proj_weight.chunk(3, 0);
   auto b = in_proj_bias.chunk(3, 0);
   at::Tensor q = split_heads(at::linear(query, w[0], b[0]), heads);
   at::Tensor k = split_heads(at::linear(x, w[1], b[1]), heads);
   at::Tensor v = split_heads(at::linear(x, w[2], b[2]), heads);
-  at::Tensor o = at::scaled_dot_product_attention(q, k, v, sdpa_key_mask(keep));
+  at::Tensor o = at::scaled_dot_product_attention(q, k, v, sdpa_key_mask(attention_mask));
   return out_proj(merge_heads(o));
 }
 
@@ -100,9 +101,9 @@ MapHeadImpl::MapHeadImpl(int64_t width, int64_t mlp_width, int64_t heads, double
   mlp = register_module("mlp", Mlp(width, mlp_width));
 }
 
-at::Tensor MapHeadImpl::forward(const at::Tensor& x, const at::Tensor& keep) {
+at::Tensor MapHeadImpl::forward(const at::Tensor& x, const at::Tensor& attention_mask) {
   at::Tensor q = probe.expand({x.size(0), 1, probe.size(2)});
-  at::Tensor h = attention(q, x, keep);
+  at::Tensor h = attention(q, x, attention_mask);
   h = h + mlp(layernorm(h));  // the residual is the attention output, not the probe
   return h.select(1, 0);
 }

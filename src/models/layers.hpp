@@ -16,11 +16,11 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-// Multi-head self-attention with separate q/k/v/out projections. `keep` is an optional boolean key
+// Multi-head self-attention with separate q/k/v/out projections. `attention_mask` is an optional boolean key
 // mask [B, S] (true = attend); padded keys are never attended to, padded queries still are computed.
 struct AttentionImpl : torch::nn::Module {
   AttentionImpl(int64_t width, int64_t heads);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& keep = {});
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& attention_mask = {});
   int64_t heads;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 };
@@ -29,7 +29,7 @@ TORCH_MODULE(Attention);
 // Pre-LN block: h = x + attn(ln1(x)); y = h + mlp(ln2(h)).
 struct EncoderLayerImpl : torch::nn::Module {
   EncoderLayerImpl(int64_t width, int64_t mlp, int64_t heads, double eps);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& keep = {});
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& attention_mask = {});
   Attention self_attn{nullptr};
   torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   Mlp mlp{nullptr};
@@ -38,7 +38,7 @@ TORCH_MODULE(EncoderLayer);
 
 struct EncoderImpl : torch::nn::Module {
   EncoderImpl(int64_t depth, int64_t width, int64_t mlp, int64_t heads, double eps);
-  at::Tensor forward(at::Tensor x, const at::Tensor& keep = {});
+  at::Tensor forward(at::Tensor x, const at::Tensor& attention_mask = {});
   torch::nn::ModuleList layers{nullptr};
 };
 TORCH_MODULE(Encoder);
@@ -46,7 +46,7 @@ TORCH_MODULE(Encoder);
 // The packed q;k;v projection of torch.nn.MultiheadAttention, as the MAP head stores it.
 struct PackedAttentionImpl : torch::nn::Module {
   PackedAttentionImpl(int64_t width, int64_t heads);
-  at::Tensor forward(const at::Tensor& query, const at::Tensor& x, const at::Tensor& keep = {});
+  at::Tensor forward(const at::Tensor& query, const at::Tensor& x, const at::Tensor& attention_mask = {});
   int64_t heads;
   at::Tensor in_proj_weight, in_proj_bias;  // [3D, D], [3D]: rows q, then k, then v
   torch::nn::Linear out_proj{nullptr};
@@ -56,7 +56,7 @@ TORCH_MODULE(PackedAttention);
 // Multihead attention pooling: a learned probe attends to the tokens; h + mlp(layernorm(h)); token 0.
 struct MapHeadImpl : torch::nn::Module {
   MapHeadImpl(int64_t width, int64_t mlp, int64_t heads, double eps);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& keep = {});
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& attention_mask = {});
   at::Tensor probe;  // [1, 1, D]
   PackedAttention attention{nullptr};
   torch::nn::LayerNorm layernorm{nullptr};

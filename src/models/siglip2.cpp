@@ -42,11 +42,11 @@ namespace {
 
 // Masked prediction (TIPS): chosen patch embeddings become the mask token before positions are added.
 at::Tensor mask_patches(const at::Tensor& patches, const VisionInput& in) {
-  if (!in.replace_mask.defined()) return patches;
-  TORCH_CHECK(in.mask_token.defined(), "replace_mask needs a mask_token");
-  TORCH_CHECK(in.replace_mask.sizes() == patches.sizes().slice(0, 2),
-              "replace_mask must be [B, S] = ", patches.sizes().slice(0, 2), ", got ", in.replace_mask.sizes());
-  return at::where(in.replace_mask.to(at::kBool).unsqueeze(-1), in.mask_token.to(patches.scalar_type()), patches);
+  if (!in.bool_masked_pos.defined()) return patches;
+  TORCH_CHECK(in.mask_token.defined(), "bool_masked_pos needs a mask_token");
+  TORCH_CHECK(in.bool_masked_pos.sizes() == patches.sizes().slice(0, 2),
+              "bool_masked_pos must be [B, S] = ", patches.sizes().slice(0, 2), ", got ", in.bool_masked_pos.sizes());
+  return at::where(in.bool_masked_pos.to(at::kBool).unsqueeze(-1), in.mask_token.to(patches.scalar_type()), patches);
 }
 
 }  // namespace
@@ -101,11 +101,11 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& c) : config(c) 
 }
 
 VisionOutput VisionTransformerImpl::forward(const VisionInput& in) {
-  at::Tensor keep;
-  if (config.naflex && in.pixel_attention_mask.defined()) keep = in.pixel_attention_mask.to(at::kBool);
+  at::Tensor attention_mask;
+  if (config.naflex && in.pixel_attention_mask.defined()) attention_mask = in.pixel_attention_mask.to(at::kBool);
   at::Tensor x = embeddings(in);
-  x = post_layernorm(encoder(x, keep));
-  return {x, head(x, keep)};
+  x = post_layernorm(encoder(x, attention_mask));
+  return {x, head(x, attention_mask)};
 }
 
 // ------------------------------------------------------------------------------------------------

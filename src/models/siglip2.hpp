@@ -23,9 +23,9 @@ struct VisionInput {
   at::Tensor spatial_shapes;
   // Training only. Fixed resolution: accept another image size, resizing the position table like
   // NaFlex does (the self-distillation local crops). Masked prediction: embedded patches where
-  // replace_mask [B, S] is true become mask_token [D] before positions are added.
+  // bool_masked_pos [B, S] is true become mask_token [D] before positions are added.
   bool resize_positions = false;
-  at::Tensor replace_mask;
+  at::Tensor bool_masked_pos;
   at::Tensor mask_token;
 };
 

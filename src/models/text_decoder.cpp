@@ -31,10 +31,10 @@ CrossAttentionImpl::CrossAttentionImpl(int64_t width, int64_t kv_width, int64_t 
   out_proj = register_module("out_proj", torch::nn::Linear(torch::nn::LinearOptions(width, width).bias(bias)));
 }
 
-at::Tensor CrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& mask) {
+at::Tensor CrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& attention_mask) {
   at::Tensor q = split_heads(q_proj(x), heads), k = split_heads(k_proj(kv), heads), v = split_heads(v_proj(kv), heads);
   std::optional<at::Tensor> m;
-  if (mask.defined()) m = mask;
+  if (attention_mask.defined()) m = attention_mask;
   at::Tensor o = at::scaled_dot_product_attention(q, k, v, m);
   return out_proj(o.transpose(1, 2).reshape({x.size(0), x.size(1), -1}));
 }
@@ -50,11 +50,11 @@ DecoderLayerImpl::DecoderLayerImpl(int64_t width, int64_t mlp, int64_t heads, in
   fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(mlp, width).bias(bias)));
 }
 
-at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& self_mask, const at::Tensor& image,
-                                     const at::Tensor& image_mask) {
+at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& self_attention_mask,
+                                     const at::Tensor& image, const at::Tensor& cross_attention_mask) {
   at::Tensor h = layer_norm1(x);
-  at::Tensor y = x + self_attn(h, h, self_mask);
-  y = y + cross_attn(layer_norm2(y), image, image_mask);
+  at::Tensor y = x + self_attn(h, h, self_attention_mask);
+  y = y + cross_attn(layer_norm2(y), image, cross_attention_mask);
   return y + fc2(at::gelu(fc1(layer_norm3(y)), "tanh"));
 }
 
@@ -86,19 +86,22 @@ TextDecoderImpl::TextDecoderImpl(const ModelConfig& c)
 }
 
 at::Tensor TextDecoderImpl::forward(const at::Tensor& inputs, const at::Tensor& parallel, const at::Tensor& image,
-                                    const at::Tensor& image_keep) {
+                                    const at::Tensor& encoder_attention_mask) {
   const int64_t b = inputs.size(0), len = inputs.size(1);
   TORCH_CHECK(len <= position_embedding.size(0), "decoder input of ", len, " tokens exceeds max_length ",
               position_embedding.size(0));
   at::Tensor x = token_embedding(inputs) + position_embedding.slice(0, 0, len).unsqueeze(0);
   // Causal for teacher forcing; full attention for examples predicted in parallel from mask tokens.
   at::Tensor causal = at::ones({len, len}, inputs.options().dtype(at::kBool)).tril();
-  at::Tensor self_mask = causal.unsqueeze(0).expand({b, len, len});
-  if (parallel.defined()) self_mask = self_mask | parallel.to(at::kBool).view({b, 1, 1}).to(inputs.device());
-  self_mask = self_mask.unsqueeze(1);
-  at::Tensor image_mask;
-  if (image_keep.defined()) image_mask = image_keep.to(at::kBool).view({b, 1, 1, image.size(1)});
-  for (const auto& layer : *layers) x = layer->as<DecoderLayerImpl>()->forward(x, self_mask, image, image_mask);
+  at::Tensor self_attention_mask = causal.unsqueeze(0).expand({b, len, len});
+  if (parallel.defined())
+    self_attention_mask = self_attention_mask | parallel.to(at::kBool).view({b, 1, 1}).to(inputs.device());
+  self_attention_mask = self_attention_mask.unsqueeze(1);
+  at::Tensor cross_attention_mask;
+  if (encoder_attention_mask.defined())
+    cross_attention_mask = encoder_attention_mask.to(at::kBool).view({b, 1, 1, image.size(1)});
+  for (const auto& layer : *layers)
+    x = layer->as<DecoderLayerImpl>()->forward(x, self_attention_mask, image, cross_attention_mask);
   return final_layer_norm(x);
 }
 

@@ -17,8 +17,8 @@ namespace siglip2 {
 // Attention from decoder tokens (queries) to other tokens (keys/values) of possibly another width.
 struct CrossAttentionImpl : torch::nn::Module {
   CrossAttentionImpl(int64_t width, int64_t kv_width, int64_t heads, bool bias);
-  // mask: boolean, broadcastable to [B, H, Lq, Lk] (true = attend); undefined = attend to all.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& mask = {});
+  // attention_mask: boolean, broadcastable to [B, H, Lq, Lk] (true = attend); undefined = attend to all.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& attention_mask = {});
   int64_t heads;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 };
@@ -26,8 +26,8 @@ TORCH_MODULE(CrossAttention);
 
 struct DecoderLayerImpl : torch::nn::Module {
   DecoderLayerImpl(int64_t width, int64_t mlp, int64_t heads, int64_t image_width, bool bias, double eps);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& self_mask, const at::Tensor& image,
-                     const at::Tensor& image_mask);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& self_attention_mask, const at::Tensor& image,
+                     const at::Tensor& cross_attention_mask);
   torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr}, layer_norm3{nullptr};
   CrossAttention self_attn{nullptr}, cross_attn{nullptr};
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
@@ -37,10 +37,11 @@ TORCH_MODULE(DecoderLayer);
 struct TextDecoderImpl : torch::nn::Module {
   TextDecoderImpl(const ModelConfig& c);
   // inputs [B, L] token ids (mask_token_id allowed); parallel [B] bool: no causal mask for that
-  // example (parallel prediction); image [B, S, Dimg] un-pooled image tokens; image_keep [B, S] or
-  // undefined. Returns the final hidden states [B, L, D] (logits come from `output` in the loss).
+  // example (parallel prediction); image [B, S, Dimg] un-pooled image tokens; encoder_attention_mask
+  // [B, S] (nonzero = a real image token, NaFlex) or undefined. Returns the final hidden states [B, L, D] (logits come
+  // from `output` in the loss).
   at::Tensor forward(const at::Tensor& inputs, const at::Tensor& parallel, const at::Tensor& image,
-                     const at::Tensor& image_keep = {});
+                     const at::Tensor& encoder_attention_mask = {});
   int64_t vocab_size, mask_token_id, depth;
   torch::nn::Embedding token_embedding{nullptr};
   at::Tensor position_embedding;  // [max_length, D]

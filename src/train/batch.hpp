@@ -1,5 +1,5 @@
 #pragma once
-// What one training step consumes on one rank, and where it comes from.
+// Where the batches of a training run come from (the Batch type itself: src/data/batch.hpp).
 #include <ATen/core/Tensor.h>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -7,31 +7,20 @@
 #include <memory>
 #include <vector>
 
-#include "losses/locca.hpp"
-#include "models/siglip2.hpp"
+#include "data/batch.hpp"
 #include "train/config.hpp"
 
 namespace siglip2 {
 
-struct TrainBatch {
-  VisionInput images;              // this rank's images
-  at::Tensor input_ids;            // [b, L]
-  std::vector<DecoderTask> locca;  // captioning, referring expression, grounded captioning
-  at::Tensor ssl_locals;           // [b * crops, 3, h, w] local crops for self-distillation
-  at::Tensor ssl_mask;             // [b, S] patches the student sees masked
-  int64_t global_examples = 0;
-};
-
 // The batch on `device` (a no-op on the CPU); copies from pinned memory do not block the host.
-TrainBatch to_device(TrainBatch batch, const c10::Device& device);
+Batch to_device(Batch batch, const c10::Device& device);
 
 class BatchSource {
  public:
   virtual ~BatchSource() = default;
   // The batch of optimizer step `step` (a pure function of the step and the saved state).
-  virtual TrainBatch next(int64_t step) = 0;
+  virtual Batch next(int64_t step) = 0;
   virtual nlohmann::json state() const = 0;
-  virtual void restore(const nlohmann::json& state) = 0;
   // A stop request to honour while waiting for data, given the seconds waited (next() then throws
   // LoaderInterrupted); sources that never wait ignore it.
   virtual void set_interrupt(std::function<bool(double)>) {}
@@ -43,18 +32,22 @@ class BatchSource {
 class SyntheticBatches final : public BatchSource {
  public:
   SyntheticBatches(const RunConfig& config, int rank, int world_size);
-  TrainBatch next(int64_t step) override;
+  Batch next(int64_t step) override;
   nlohmann::json state() const override { return nlohmann::json::object(); }
-  void restore(const nlohmann::json&) override {}
 
  private:
   RunConfig config_;
   int rank_, world_;
 };
 
-// Batches from WebDataset shards through the data loader (src/data/loader.hpp): this rank's share of
-// the global batch; the loader's state goes into checkpoints for an exact resume.
-std::unique_ptr<BatchSource> make_webdataset_batches(const RunConfig& config, int rank, int world_size,
-                                                     const nlohmann::json& resume_state);
+// This rank's batch stream for train.data: SyntheticBatches, or batches from WebDataset shards through
+// the data loader (src/data/loader.hpp), this rank's share of the global batch. `saved` is
+// TrainerState::data of the checkpoint resumed from (one loader state per rank, {"ranks": [...]});
+// a loader state written by another world size cannot be continued: the stream restarts (with a warning
+// when `step` > 0). SIGTERM / SIGINT cut a wait for data short (next() throws LoaderInterrupted): in a
+// one-process run at once; with several ranks only after 10 s, a stalled source, so that a short wait
+// ends in a step all ranks save together. Throws ConfigError when a shard pattern matches nothing readable.
+std::unique_ptr<BatchSource> make_batch_source(const RunConfig& config, int rank, int world_size,
+                                               const nlohmann::json& saved, int64_t step);
 
 }  // namespace siglip2

@@ -10,13 +10,9 @@
 #include <memory>
 
 #include "common/error.hpp"
-#include "losses/locca.hpp"
-#include "losses/self_distillation.hpp"
-#include "losses/sigmoid.hpp"
-#include "models/siglip2.hpp"
-#include "models/text_decoder.hpp"
 #include "siglip2/build_config.hpp"
 #include "train/batch.hpp"
+#include "train/model.hpp"
 #include "train/optimizer.hpp"
 #include "train/step.hpp"
 #if SIGLIP2_CONFIG_CUDA
@@ -79,38 +75,12 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
 #endif
   r.peak_flops = o.peak_flops > 0 ? o.peak_flops : device_peak_flops(r.device_name);
 
-  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  Siglip2Model towers(cfg.model);
-  towers->reset_parameters(static_cast<uint64_t>(cfg.train.seed));
-  towers->to(device);
-  TextDecoder decoder{nullptr};
-  if (o.locca) {
-    decoder = TextDecoder(cfg.model);
-    decoder->to(device);
-  }
-  SelfDistillationHeads heads{nullptr};
-  std::unique_ptr<SelfDistillation> ssl;
-  std::unique_ptr<EmaTeacher> teacher;
-  if (o.self_distillation) {
-    heads = SelfDistillationHeads(cfg.model.vision, cfg.loss.self_distillation);
-    heads->to(device);
-    ssl = std::make_unique<SelfDistillation>(cfg.loss.self_distillation);
-    ssl->center_global = ssl->center_global.to(device);
-    ssl->center_patch = ssl->center_patch.to(device);
-    teacher = std::make_unique<EmaTeacher>(*towers->vision_model, *heads, cfg.model, cfg.loss.self_distillation);
-    teacher->vision->to(device);
-    teacher->heads->to(device);
-  }
-  NamedParameters params;
-  for (const auto& p : towers->named_parameters()) params.emplace_back(p.key(), p.value());
-  if (decoder)
-    for (const auto& p : decoder->named_parameters()) params.emplace_back("text_decoder." + p.key(), p.value());
-  if (heads)
-    for (const auto& p : heads->named_parameters()) params.emplace_back("ssl." + p.key(), p.value());
-  AdamOptimizer optimizer(cfg.optimizer, params);
+  TrainingModel m = build_training_model(cfg, o.locca, static_cast<uint64_t>(cfg.train.seed), device);
+  if (o.self_distillation) m.start_self_distillation(cfg, static_cast<uint64_t>(cfg.train.seed));
+  AdamOptimizer optimizer(cfg.optimizer, m.parameters());
 
   // One batch, drawn once and reused, so the timing holds no data generation.
-  TrainBatch batch = SyntheticBatches(cfg, 0, 1).next(0);
+  Batch batch = SyntheticBatches(cfg, 0, 1).next(0);
   batch = to_device(std::move(batch), device);
 
   auto sync = [&] {
@@ -127,20 +97,14 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     sync();
     const auto t0 = Clock::now();
     optimizer.zero_grad();
-    StepModules mods{towers.get(), decoder ? decoder.get() : nullptr};
-    if (ssl) {
-      mods.ssl = ssl.get();
-      mods.ssl_heads = heads.get();
-      mods.teacher = teacher.get();
-    }
-    at::Tensor loss = training_losses(mods, batch, cfg, step, bf16, nullptr).total;
+    at::Tensor loss = training_losses(m.step_modules(), batch, cfg, step, bf16, nullptr).total;
     sync();
     const auto t1 = Clock::now();
     loss.backward();
     sync();
     const auto t2 = Clock::now();
     optimizer.step(1.0);
-    if (teacher) teacher->update(*towers->vision_model, *heads, cfg.loss.self_distillation.ema_momentum);
+    if (m.teacher) m.teacher->update(*m.towers->vision_model, *m.ssl_heads, cfg.loss.self_distillation.ema_momentum);
     sync();
     const auto t3 = Clock::now();
     if (!std::isfinite(loss.item<double>()))

@@ -13,9 +13,9 @@
 #include <utility>
 #include <vector>
 
-namespace siglip2 {
+#include "common/named_tensors.hpp"
 
-using TensorList = std::vector<std::pair<std::string, at::Tensor>>;
+namespace siglip2 {
 
 // Everything a restart needs besides tensors (Marian's TrainingState).
 struct TrainerState {
@@ -36,7 +36,7 @@ struct TrainerState {
 };
 
 struct CheckpointContents {
-  TensorList model, teacher, optimizer;
+  NamedTensors model, teacher, optimizer;
   TrainerState state;
   std::string config_yaml;
   std::string tokenizer_model;  // path of a sentencepiece model to copy in, or ""

@@ -151,6 +151,27 @@ struct LossConfig {
   }
 };
 
+// What the image and tokenizer sections must agree on with the model ("" = consistent): the image
+// section says how images are preprocessed, the model what its towers take.
+inline std::string inputs_match_model(const ModelConfig& model, const ImageConfig& image,
+                                      const TokenizerConfig& tokenizer) {
+  if (image.naflex != model.vision.naflex)
+    return image.naflex ? "image.naflex is true but the model has a fixed-resolution vision tower"
+                        : "image.naflex is false but the model has a NaFlex vision tower";
+  if (!model.vision.naflex && image.image_size != model.vision.image_size)
+    return "image.image_size (" + std::to_string(image.image_size) + ") differs from model.vision.image_size (" +
+           std::to_string(model.vision.image_size) + ")";
+  if (model.vision.naflex && image.patch_size != model.vision.patch_size)
+    return "image.patch_size (" + std::to_string(image.patch_size) + ") differs from model.vision.patch_size (" +
+           std::to_string(model.vision.patch_size) + ")";
+  if (tokenizer.length > model.text.max_position_embeddings)
+    return "tokenizer.length (" + std::to_string(tokenizer.length) + ") exceeds model.text.max_position_embeddings (" +
+           std::to_string(model.text.max_position_embeddings) + ")";
+  if (tokenizer.pad_id >= model.text.vocab_size || tokenizer.eos_id >= model.text.vocab_size)
+    return "tokenizer.pad_id and tokenizer.eos_id must be below model.text.vocab_size";
+  return "";
+}
+
 struct RunConfig {
   ModelConfig model;
   ImageConfig image;
@@ -168,7 +189,9 @@ struct RunConfig {
     v("model", model, "the two towers (presets in configs/models/)");
     v("image", image, "image preprocessing");
     v("tokenizer", tokenizer, "text tokenization");
-    v("data", data, "training shards and loader (train.batch_size sets the batch; data.batch_size is ignored)");
+    InTrainingRun<LoaderConfig> training_data{data};
+    v("data", training_data, "training shards and loader (the trainer sets batch_size, locca, ssl_views and "
+      "locca_targets.{length, parallel_probability} from train, model and loss)");
     v("eval", eval, "zero-shot evaluation on held-out labelled shards");
     v("loss", loss, "training objectives");
     v("optimizer", optimizer, "optimizer");
@@ -177,6 +200,7 @@ struct RunConfig {
     v("dist", dist, "distributed communication");
   }
   std::string check() const {
+    if (std::string why = inputs_match_model(model, image, tokenizer); !why.empty()) return why;
     if (schedule.warmup_steps > train.total_steps) return "schedule.warmup_steps exceeds train.total_steps";
     if (train.accumulation_steps != 1)
       return "train.accumulation_steps: gradient accumulation is not supported: averaging micro-batch gradients "
@@ -189,5 +213,18 @@ struct RunConfig {
     return "";
   }
 };
+
+// The config.yaml of a training checkpoint (caption, adapt-resolution). Checkpoints written before the
+// data section refused the loader keys the trainer sets still name them; they are dropped here, since
+// the trainer sets them from the other sections anyway.
+inline RunConfig load_checkpoint_config(const std::string& path) {
+  ConfigValue tree = load_config_tree(path);
+  if (ConfigValue* data = tree.find("data"); data && data->kind == ConfigValue::Kind::Map) {
+    for (const char* key : {"batch_size", "locca", "ssl_views"}) data->erase(key);
+    if (ConfigValue* t = data->find("locca_targets"); t && t->kind == ConfigValue::Kind::Map)
+      for (const char* key : {"length", "parallel_probability"}) t->erase(key);
+  }
+  return config::from_tree<RunConfig>(tree);
+}
 
 }  // namespace siglip2

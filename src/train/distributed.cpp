@@ -226,10 +226,6 @@ at::Tensor ProcessGroup::ring_exchange(const at::Tensor& out) {
   return exchange(out, (rank_ + 1) % world_size_, (rank_ - 1 + world_size_) % world_size_);
 }
 
-at::Tensor ProcessGroup::ring_exchange_back(const at::Tensor& out) {
-  return exchange(out, (rank_ - 1 + world_size_) % world_size_, (rank_ + 1) % world_size_);
-}
-
 at::Tensor ProcessGroup::exchange(const at::Tensor& out, int to, int from) {
   if (world_size_ == 1) return out.clone();
   std::vector<at::Tensor> send{staged(out).contiguous()};

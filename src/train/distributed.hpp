@@ -59,7 +59,6 @@ class ProcessGroup final : public Collectives {
   at::Tensor all_gather(const at::Tensor& t) override;
   at::Tensor reduce_scatter_sum(const at::Tensor& t) override;
   at::Tensor ring_exchange(const at::Tensor& out) override;
-  at::Tensor ring_exchange_back(const at::Tensor& out) override;
   void barrier();
 
   // Waits for `work`; a failure (a peer rank died, was stopped or lost its connection) becomes a

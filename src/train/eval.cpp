@@ -2,18 +2,18 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <fstream>
 
 #include "common/error.hpp"
 #include "siglip2/build_config.hpp"
-#if SIGLIP2_CONFIG_ARCHIVE && SIGLIP2_CONFIG_OPENCV && SIGLIP2_CONFIG_SENTENCEPIECE
-#define SIGLIP2_DATA_PIPELINE 1
+#if SIGLIP2_CONFIG_DATA_PIPELINE
 #include "data/loader.hpp"
 #include "data/tokenizer.hpp"
-#else
-#define SIGLIP2_DATA_PIPELINE 0
 #endif
 #include "models/siglip2.hpp"
+#include "train/config.hpp"
+#include "train/training_log.hpp"
 
 namespace siglip2 {
 
@@ -53,7 +53,7 @@ RetrievalResult retrieval_recall(const at::Tensor& images, const at::Tensor& tex
   return r;
 }
 
-#if SIGLIP2_DATA_PIPELINE
+#if SIGLIP2_CONFIG_DATA_PIPELINE
 namespace {
 
 std::vector<std::string> read_lines(const std::string& path, const char* what) {
@@ -147,5 +147,23 @@ ZeroShotResult zero_shot_accuracy(Siglip2ModelImpl&, const Tokenizer&, const Ima
   throw Error("zero-shot evaluation needs a build with OpenCV, libarchive and sentencepiece");
 }
 #endif
+
+bool evaluation_supported() {
+  return SIGLIP2_CONFIG_DATA_PIPELINE != 0;
+}
+
+void evaluate_zero_shot(const RunConfig& config, Siglip2ModelImpl& model, TrainingLog* log, int64_t step) {
+  if (config.eval.shards.empty() || log == nullptr) return;
+#if SIGLIP2_CONFIG_DATA_PIPELINE
+  const Tokenizer tokenizer = Tokenizer::load(config.tokenizer);
+  const auto t0 = std::chrono::steady_clock::now();
+  const ZeroShotResult z = zero_shot_accuracy(model, tokenizer, config.image, config.eval);
+  log->evaluation(step, z, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+#else
+  (void)model;
+  (void)step;
+  throw Error("zero-shot evaluation needs a build with OpenCV, libarchive and sentencepiece");
+#endif
+}
 
 }  // namespace siglip2

@@ -13,7 +13,9 @@
 namespace siglip2 {
 
 struct Siglip2ModelImpl;
+struct RunConfig;
 class Tokenizer;
+class TrainingLog;
 
 struct EvalConfig {
   std::string shards;      // e.g. data/eval/{000000..000001}.tar; empty: no evaluation
@@ -57,5 +59,12 @@ RetrievalResult retrieval_recall(const at::Tensor& images, const at::Tensor& tex
 
 ZeroShotResult zero_shot_accuracy(Siglip2ModelImpl& model, const Tokenizer& tokenizer, const ImageConfig& image,
                                   const EvalConfig& eval);
+
+// Whether this build can evaluate (OpenCV, libarchive and sentencepiece).
+bool evaluation_supported();
+
+// The evaluation during training: zero_shot_accuracy on eval.shards with the run's tokenizer, reported
+// through `log` at `step`. Does nothing without eval.shards or when `log` is null (ranks other than 0).
+void evaluate_zero_shot(const RunConfig& config, Siglip2ModelImpl& model, TrainingLog* log, int64_t step);
 
 }  // namespace siglip2

@@ -16,8 +16,8 @@ struct Hook : torch::autograd::PostAccumulateGradHook {
 
 }  // namespace
 
-GradientSync::GradientSync(ProcessGroup& pg, const std::vector<std::pair<std::string, at::Tensor>>& params,
-                           int64_t bucket_bytes, int64_t first_bucket_bytes)
+GradientSync::GradientSync(ProcessGroup& pg, const NamedTensors& params, int64_t bucket_bytes,
+                           int64_t first_bucket_bytes)
     : pg_(pg) {
   for (const auto& [name, p] : params)
     if (p.requires_grad()) params_.push_back(p);
@@ -64,7 +64,7 @@ void GradientSync::fill(Bucket& b, size_t slot) {
 }
 
 void GradientSync::on_gradient(size_t k) {
-  if (!enabled_ || filled_[k]) return;
+  if (filled_[k]) return;
   auto [bi, slot] = where_[k];
   fill(buckets_[bi], slot);
   filled_[k] = true;

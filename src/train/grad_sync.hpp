@@ -12,20 +12,19 @@
 #include <utility>
 #include <vector>
 
+#include "common/named_tensors.hpp"
 #include "train/distributed.hpp"
 
 namespace siglip2 {
 
 class GradientSync {
  public:
-  GradientSync(ProcessGroup& pg, const std::vector<std::pair<std::string, at::Tensor>>& params,
-               int64_t bucket_bytes = 25 << 20, int64_t first_bucket_bytes = 1 << 20);
+  GradientSync(ProcessGroup& pg, const NamedTensors& params, int64_t bucket_bytes = 25 << 20,
+               int64_t first_bucket_bytes = 1 << 20);
   ~GradientSync();
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
-  // Off for the micro-batches of an accumulation step that are not the last (no communication).
-  void set_enabled(bool enabled) { enabled_ = enabled; }
   // Call after backward on every rank: every parameter then holds the mean of its gradient over
   // ranks (a parameter that got no gradient anywhere gets zeros).
   void finish();
@@ -51,7 +50,6 @@ class GradientSync {
   std::vector<bool> filled_;
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0;
-  bool enabled_ = true;
 };
 
 }  // namespace siglip2

@@ -42,7 +42,7 @@ bool decays(const std::string& name, const at::Tensor& p) {
   return true;
 }
 
-AdamOptimizer::AdamOptimizer(const OptimizerConfig& config, NamedParameters params) : config_(config) {
+AdamOptimizer::AdamOptimizer(const OptimizerConfig& config, NamedTensors params) : config_(config) {
   for (const auto& pattern : config.frozen) {
     try {
       frozen_.emplace_back(pattern);
@@ -53,7 +53,7 @@ AdamOptimizer::AdamOptimizer(const OptimizerConfig& config, NamedParameters para
   add_parameters(params);
 }
 
-void AdamOptimizer::add_parameters(const NamedParameters& params) {
+void AdamOptimizer::add_parameters(const NamedTensors& params) {
   for (const auto& [name, p] : params) {
     bool frozen = false;
     for (const auto& re : frozen_) frozen = frozen || std::regex_search(name, re);
@@ -119,8 +119,8 @@ OptimizerStepStats AdamOptimizer::step(double multiplier) {
   return stats;
 }
 
-NamedParameters AdamOptimizer::state() const {
-  NamedParameters out;
+NamedTensors AdamOptimizer::state() const {
+  NamedTensors out;
   out.emplace_back("step", at::full({1}, step_, at::kLong));
   for (size_t i = 0; i < params_.size(); ++i) {
     out.emplace_back("exp_avg/" + params_[i].first, exp_avg_[i]);

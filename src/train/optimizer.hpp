@@ -10,11 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/named_tensors.hpp"
 #include "train/config.hpp"
 
 namespace siglip2 {
-
-using NamedParameters = std::vector<std::pair<std::string, at::Tensor>>;
 
 // The schedule multiplier s(step) in [0, 1] for step = 0, 1, … (the first update uses step 0).
 double schedule_multiplier(const ScheduleConfig& schedule, int64_t step, int64_t total_steps);
@@ -30,23 +29,23 @@ struct OptimizerStepStats {
 
 class AdamOptimizer {
  public:
-  AdamOptimizer(const OptimizerConfig& config, NamedParameters params);
+  AdamOptimizer(const OptimizerConfig& config, NamedTensors params);
   // Parameters added later (the self-distillation heads at 80%) start with fresh moments.
-  void add_parameters(const NamedParameters& params);
+  void add_parameters(const NamedTensors& params);
   // Applies one update from the current .grad() of every trainable parameter; missing grads count as 0.
   OptimizerStepStats step(double multiplier);
   void zero_grad();
   int64_t steps() const { return step_; }
-  const NamedParameters& trainable() const { return params_; }
+  const NamedTensors& trainable() const { return params_; }
   // Moments as "exp_avg/<name>", "exp_avg_sq/<name>", plus "step": what optimizer.safetensors holds.
-  NamedParameters state() const;
+  NamedTensors state() const;
   // Restores moments by name; names absent from `state` (new parameters) keep zero moments.
   void load_state(const std::map<std::string, at::Tensor>& state);
 
  private:
   OptimizerConfig config_;
   std::vector<std::regex> frozen_;
-  NamedParameters params_;  // trainable ones only
+  NamedTensors params_;  // trainable ones only
   std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
   std::vector<bool> decay_;
   std::vector<at::Tensor> steps_;  // the fused kernel's per-tensor step counters (all equal step_)

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "losses/locca.hpp"
 #include "losses/self_distillation.hpp"
 #include "losses/sigmoid.hpp"
@@ -11,35 +13,44 @@
 
 namespace siglip2 {
 
-StepLosses training_losses(const StepModules& m, const TrainBatch& batch, const RunConfig& config, int64_t ssl_step,
+int64_t progress_step(double fraction, int64_t total) {
+  return static_cast<int64_t>(std::llround(fraction * static_cast<double>(total)));
+}
+
+StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config, int64_t ssl_step,
                            bool bf16, Collectives* comm) {
   StepLosses out;
-  at::Tensor image_embeds, text_embeds;
+  at::Tensor image_embeds, text_embeds, locca;
   SelfDistillationLosses s;
   {
     AutocastScope autocast(bf16, m.towers->logit_scale.device().type());
-    VisionOutput img = m.towers->encode_image(batch.images);
+    VisionOutput img = m.towers->encode_image({batch.pixel_values, batch.pixel_attention_mask, batch.spatial_shapes});
     TextOutput txt = m.towers->encode_text(batch.input_ids);
     image_embeds = img.pooler_output;
     text_embeds = txt.pooler_output;
-    if (m.decoder)
-      out.locca = locca_loss(*m.decoder, img.last_hidden_state, {}, batch.locca, config.tokenizer.pad_id,
-                             config.loss.locca, comm);
+    if (m.decoder) {
+      TORCH_CHECK(batch.locca.has_value(), "the LocCa loss needs a batch with decoder targets");
+      // NaFlex: the decoder attends to real patches only, as `siglip2 caption` does.
+      locca = locca_loss(*m.decoder, img.last_hidden_state, batch.pixel_attention_mask, batch.locca->tasks(),
+                         config.tokenizer.pad_id, config.loss.locca, comm);
+    }
     if (m.ssl && m.ssl_heads && m.teacher)
-      s = m.ssl->forward(*m.towers->vision_model, *m.ssl_heads, *m.teacher, batch.images.pixel_values, batch.ssl_locals,
-                         batch.ssl_mask, ssl_step, comm);
+      s = m.ssl->forward(*m.towers->vision_model, *m.ssl_heads, *m.teacher, batch.pixel_values, batch.local_views,
+                         batch.bool_masked_pos, ssl_step, comm);
   }
-  out.sigmoid = sigmoid_loss(l2_normalize(image_embeds.to(at::kFloat)), l2_normalize(text_embeds.to(at::kFloat)),
-                             m.towers->logit_scale, m.towers->logit_bias, comm, config.loss.sigmoid);
-  out.total = out.sigmoid;
-  if (out.locca.defined()) {
-    out.locca = out.locca.to(at::kFloat);
-    out.total = out.total + out.locca;
+  at::Tensor sigmoid = sigmoid_loss(l2_normalize(image_embeds.to(at::kFloat)), l2_normalize(text_embeds.to(at::kFloat)),
+                                    m.towers->logit_scale, m.towers->logit_bias, comm, config.loss.sigmoid);
+  out.total = sigmoid;
+  out.terms.emplace_back("sigmoid", sigmoid);
+  if (locca.defined()) {
+    locca = locca.to(at::kFloat);
+    out.total = out.total + locca;
+    out.terms.emplace_back("locca", locca);
   }
   if (s.total.defined()) {
-    out.ssl_global_local = s.global_local;
-    out.ssl_masked = s.masked;
     out.total = out.total + s.total.to(at::kFloat);
+    out.terms.emplace_back("ssl_global_local", s.global_local.to(at::kFloat));
+    out.terms.emplace_back("ssl_masked", s.masked.to(at::kFloat));
   }
   return out;
 }

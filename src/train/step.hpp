@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "common/named_tensors.hpp"
 #include "train/batch.hpp"
 #include "train/config.hpp"
 
@@ -27,12 +28,19 @@ struct StepModules {
 };
 
 struct StepLosses {
-  at::Tensor total;                                         // what backward starts from (fp32 scalar)
-  at::Tensor sigmoid, locca, ssl_global_local, ssl_masked;  // the terms; undefined when off
+  at::Tensor total;  // what backward starts from (fp32 scalar)
+  // Each term as an fp32 scalar under its metric name, in order: "sigmoid", "locca" (train.locca),
+  // "ssl_global_local" and "ssl_masked" (self-distillation, before their weights); a term that is off is
+  // absent. Values are this rank's: the trainer averages them over ranks for its logs.
+  NamedTensors terms;
 };
 
+// The step at `fraction` of a run of `total` steps, round(fraction × total): where the recipe's phases
+// by progress start (self-distillation at 80%, phase checkpoints).
+int64_t progress_step(double fraction, int64_t total);
+
 // `ssl_step`: steps since self-distillation started (the teacher temperature's warm-up).
-StepLosses training_losses(const StepModules& m, const TrainBatch& batch, const RunConfig& config, int64_t ssl_step,
+StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config, int64_t ssl_step,
                            bool bf16, Collectives* comm);
 
 }  // namespace siglip2

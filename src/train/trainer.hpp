@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/named_tensors.hpp"
 #include "train/config.hpp"
 
 namespace siglip2 {
@@ -17,7 +18,7 @@ struct TrainOptions {
   std::string config_yaml;      // the resolved config, written into every checkpoint
   std::string tokenizer_model;  // copied into checkpoints when set
   // train.init_from, read by the caller: the towers' tensors (HF names) a run from scratch starts with.
-  std::vector<std::pair<std::string, at::Tensor>> init_tensors;
+  NamedTensors init_tensors;
   std::string init_source;
   // Testing hooks: make the loss of this step NaN once (rollback test).
   int64_t inject_nan_at_step = -1;

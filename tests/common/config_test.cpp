@@ -67,6 +67,60 @@ TEST_F(ConfigTest, MisspeltSectionIsNamedBeforeTheRequiredKeyItHides) {
   EXPECT_NE(e.find("train.total_steps: required value is missing"), std::string::npos) << e;
 }
 
+// Keys the trainer sets from other sections are refused in a training config, each naming its source;
+// the same keys stay valid where the loader's config stands alone.
+TEST_F(ConfigTest, LoaderKeysTheTrainerSetsAreRefusedInATrainingConfig) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"data:\n  batch_size: 8\n", "data.batch_size: set by the trainer: train.batch_size (the global batch)"},
+      {"data:\n  locca: false\n", "data.locca: set by the trainer from train.locca"},
+      {"data:\n  ssl_views: true\n", "data.ssl_views: set by the trainer from train.self_distillation"},
+      {"data:\n  locca_targets:\n    length: 16\n",
+       "data.locca_targets.length: set by the trainer from "
+       "model.decoder.max_length"},
+      {"data:\n  locca_targets:\n    parallel_probability: 0.1\n",
+       "data.locca_targets.parallel_probability: set by the trainer from loss.locca.parallel_probability"},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    const std::string f = write("run.yaml", "train:\n  total_steps: 10\nschedule:\n  warmup_steps: 1\n" + yaml);
+    const std::string e = error_of(f);
+    EXPECT_NE(e.find(expected), std::string::npos) << yaml << " -> " << e;
+  }
+  // Other keys of those sections are still read; what `config show` prints (and checkpoints keep as
+  // config.yaml) loads again.
+  RunConfig c = config::load<RunConfig>(write("ok.yaml",
+                                              "train:\n  total_steps: 10\nschedule:\n  warmup_steps: 1\ndata:\n  "
+                                              "workers: 3\n  locca_targets:\n    box_bins: 100\n"));
+  EXPECT_EQ(c.data.workers, 3);
+  EXPECT_EQ(c.data.locca_targets.box_bins, 100);
+  const std::string shown = config::dump(c);
+  EXPECT_EQ(error_of(write("shown.yaml", shown)), "") << shown;
+  EXPECT_EQ(shown.find("ssl_views"), std::string::npos) << shown;
+  const LoaderConfig alone = config::from_tree<LoaderConfig>(
+      load_config_tree(write("loader.yaml", "batch_size: 8\nlocca: false\nlocca_targets:\n  length: 16\n")));
+  EXPECT_EQ(alone.batch_size, 8);
+  EXPECT_FALSE(alone.locca);
+  EXPECT_EQ(alone.locca_targets.length, 16);
+  // A checkpoint written before these keys were refused still loads (caption, adapt-resolution).
+  const std::string old = write("ckpt/config.yaml",
+                                "train:\n  total_steps: 10\nschedule:\n  warmup_steps: 1\ndata:\n  batch_size: 8\n  "
+                                "locca: true\n  ssl_views: false\n"
+                                "  workers: 3\n  locca_targets:\n    length: 16\n    parallel_probability: 0.5\n"
+                                "    box_bins: 100\n");
+  EXPECT_NE(error_of(old), "");
+  const RunConfig from_checkpoint = load_checkpoint_config(old);
+  EXPECT_EQ(from_checkpoint.data.workers, 3);
+  EXPECT_EQ(from_checkpoint.data.locca_targets.box_bins, 100);
+}
+
+// The image section says how images are preprocessed; it must agree with the tower it feeds.
+TEST_F(ConfigTest, ImageSectionMustAgreeWithTheModel) {
+  std::string e =
+      error_of(write("a.yaml", "train:\n  total_steps: 10\nschedule:\n  warmup_steps: 1\nimage:\n  naflex: true\n"));
+  EXPECT_NE(e.find("image.naflex is true but the model has a fixed-resolution vision tower"), std::string::npos) << e;
+  e = error_of(write("b.yaml", "train:\n  total_steps: 10\nschedule:\n  warmup_steps: 1\nimage:\n  image_size: 384\n"));
+  EXPECT_NE(e.find("image.image_size (384) differs from model.vision.image_size (256)"), std::string::npos) << e;
+}
+
 TEST_F(ConfigTest, NestedTypoSuggestsWithinSection) {
   auto f = write("run.yaml", "train:\n  total_steps: 10\n  batch_sise: 8\n");
   std::string e = error_of(f);
@@ -142,8 +196,9 @@ TEST_F(ConfigTest, BaseCyclesAndMissingBasesAreErrors) {
 
 TEST_F(ConfigTest, OverridesApplyInOrderAndAreNamedInErrors) {
   auto f = write("run.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 1\n");
-  RunConfig c = config::load<RunConfig>(f, {"optimizer.lr=2e-3", "optimizer.frozen=[x, y]", "optimizer.lr=4e-3",
-                                            "model.vision.naflex=true", "train.self_distillation=false"});
+  RunConfig c =
+      config::load<RunConfig>(f, {"optimizer.lr=2e-3", "optimizer.frozen=[x, y]", "optimizer.lr=4e-3",
+                                  "model.vision.naflex=true", "image.naflex=true", "train.self_distillation=false"});
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 4e-3);
   EXPECT_EQ(c.optimizer.frozen, std::vector<std::string>({"x", "y"}));
   EXPECT_TRUE(c.model.vision.naflex);

@@ -42,7 +42,12 @@ INSTANTIATE_TEST_SUITE_P(SpecTable, NaflexTargetSize,
                                            SizeCase{100, 3000, 16, 256, 48, 1360}, SizeCase{1, 1, 16, 256, 112, 112},
                                            SizeCase{18, 18, 16, 256, 256, 256}, SizeCase{480, 640, 16, 1024, 432, 576},
                                            SizeCase{720, 1280, 16, 576, 288, 512},
-                                           SizeCase{480, 640, 14, 729, 322, 434}));
+                                           SizeCase{480, 640, 14, 729, 322, 434}),
+                         [](const ::testing::TestParamInfo<SizeCase>& info) {
+                           const SizeCase& c = info.param;
+                           return "h" + std::to_string(c.height) + "_w" + std::to_string(c.width) + "_p" +
+                                  std::to_string(c.patch) + "_n" + std::to_string(c.max_patches);
+                         });
 
 // Pixel values that tell row, column and channel apart.
 at::Tensor ramp_image(int64_t height, int64_t width) {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "data/patch_mask.hpp"
 #include "test_support/finite_difference.hpp"
 
 namespace siglip2 {
@@ -107,7 +108,7 @@ TEST(SelfDistillation, MaskedLossUsesOnlyMaskedPositions) {
   torch::NoGradGuard g;
   at::Tensor t_tokens = teacher.vision->forward({global, {}, {}}).last_hidden_state.reshape({32, 16});
   VisionInput in{global, {}, {}};
-  in.replace_mask = mask;
+  in.bool_masked_pos = mask;
   in.mask_token = heads->mask_token;
   at::Tensor s_tokens = student->forward(in).last_hidden_state.reshape({32, 16});
   at::Tensor t = at::softmax(teacher.heads->patch_head(t_tokens) / s.teacher_temperature, -1);

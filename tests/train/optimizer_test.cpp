@@ -61,7 +61,7 @@ TEST(WeightDecayMask, KernelsOnly) {
 }
 
 struct Fixture {
-  NamedParameters ours, theirs_decay, theirs_plain;
+  NamedTensors ours, theirs_decay, theirs_plain;
   std::vector<at::Tensor> grads;
 };
 
@@ -91,7 +91,7 @@ TEST(AdamOptimizer, EqualsTorchAdamWWithBigVisionWeightDecay) {
   c.grad_clip_norm = 0;
   const double s = 0.7;
   AdamOptimizer ours(c, f.ours);
-  auto adamw = [&](NamedParameters& ps, double wd) {
+  auto adamw = [&](NamedTensors& ps, double wd) {
     std::vector<at::Tensor> v;
     for (auto& p : ps) v.push_back(p.second);
     return torch::optim::AdamW(
@@ -141,7 +141,7 @@ TEST(AdamOptimizer, StateRoundTripContinuesIdentically) {
   Fixture f1 = make(), f2 = make();
   OptimizerConfig c;
   AdamOptimizer a(c, f1.ours), b(c, f2.ours);
-  auto grads = [](NamedParameters& ps, int seed) {
+  auto grads = [](NamedTensors& ps, int seed) {
     torch::manual_seed(seed);
     for (auto& p : ps) p.second.mutable_grad() = torch::randn_like(p.second);
   };

@@ -79,6 +79,11 @@ def final_params(out):
     return load_file(os.path.join(out, name, "model.safetensors")), name
 
 
+def metric_rows(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if '"loss"' in line]
+
+
 def max_diff(a, b, skip_key_biases=False):
     if a.keys() != b.keys():
         return float("inf")
@@ -132,6 +137,23 @@ def main():
             diff = max_diff(ref, two, skip_key_biases=True)
             check(f"two ranks equal one process (max difference {diff:.2e}; key biases excluded, "
                   f"{max_diff(ref, two):.1e} with them)", diff <= 1e-5, diff)
+            # Logged losses are global: every term of the two-rank run (each rank's values differ, as its
+            # half of the batch does) equals the one-process run's over the same global batch.
+            terms = ("loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked")
+            one_rows, two_rows = metric_rows(ref_out), metric_rows(two_out)
+            worst, seen = 0.0, set()
+            for a, b in zip(one_rows, two_rows):
+                for k in terms:
+                    if k in a or k in b:
+                        seen.add(k)
+                        if k not in a or k not in b:
+                            worst = float("inf")
+                            continue
+                        worst = max(worst, abs(a[k] - b[k]) / max(abs(a[k]), 1e-12))
+            check(f"two ranks log the one-process losses, term by term ({len(two_rows)} steps, "
+                  f"{', '.join(sorted(seen))}; largest relative difference {worst:.1e})",
+                  len(one_rows) == len(two_rows) == 8 and seen == set(terms) and worst <= 1e-5,
+                  f"{one_rows[-1]} vs {two_rows[-1]}")
 
         # SIGKILL at random moments, resume with the same command: bit-identical parameters.
         random.seed(1)
