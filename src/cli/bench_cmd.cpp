@@ -20,16 +20,91 @@
 
 namespace siglip2::cli {
 
+namespace {
+
+struct BenchArgs {
+  std::string preset, config;
+  std::vector<std::string> overrides;
+  BenchOptions o;
+  std::string objectives = "sigmoid";
+  int threads = 0;
+  double peak_tflops = 0;
+};
+
+// The table, then `RESULT {json}` (the line bench/compare.sh reads).
+void print_bench_result(const BenchArgs& a, const std::string& name, const RunConfig& cfg, const BenchResult& r) {
+  const int threads = at::get_num_threads();
+  std::cout << fmt::format("model {} ({}), batch {}, {} timed steps after {} warm-up, {} {}, {} CPU thread(s)\n", name,
+                           cfg.model.name, r.batch, r.steps, a.o.warmup, r.device_name, a.o.precision, threads);
+  std::cout << fmt::format("objectives: sigmoid{}{}\n", a.o.locca ? " + locca" : "",
+                           a.o.self_distillation ? " + self-distillation" : "");
+  std::cout << fmt::format("  pairs/s        {:10.2f}\n", r.pairs_per_s);
+  std::cout << fmt::format("  step           {:10.2f} ms\n", r.step_ms);
+  std::cout << fmt::format("    forward      {:10.2f} ms\n", r.forward_ms);
+  std::cout << fmt::format("    backward     {:10.2f} ms\n", r.backward_ms);
+  std::cout << fmt::format("    optimizer    {:10.2f} ms\n", r.optimizer_ms);
+  std::cout << fmt::format("    comm         {:10.2f} ms (single process)\n", r.comm_ms);
+  std::cout << fmt::format("  peak memory    {:10.1f} MiB{}\n", r.peak_mem_mib,
+                           a.o.device == "cuda" ? " (allocated)" : " (resident, whole process)");
+  std::cout << fmt::format("  train GFLOP/pair {:8.2f} (3 x forward, two towers)\n", r.train_flop_per_pair / 1e9);
+  std::cout << fmt::format("  achieved       {:10.2f} TFLOP/s\n", r.pairs_per_s * r.train_flop_per_pair / 1e12);
+  if (r.peak_flops > 0)
+    std::cout << fmt::format("  MFU            {:10.1f} % of {:.1f} TFLOP/s\n", 100 * r.mfu(), r.peak_flops / 1e12);
+  else
+    std::cout << "  MFU                   n/a (no peak known for this device; --peak-tflops sets one)\n";
+  nlohmann::json j = {{"impl", "siglip2"},
+                      {"model", name},
+                      {"device", r.device_name},
+                      {"precision", a.o.precision},
+                      {"threads", threads},
+                      {"batch", r.batch},
+                      {"steps", r.steps},
+                      {"objectives", a.objectives},
+                      {"pairs_per_s", r.pairs_per_s},
+                      {"step_ms", r.step_ms},
+                      {"forward_ms", r.forward_ms},
+                      {"backward_ms", r.backward_ms},
+                      {"optimizer_ms", r.optimizer_ms},
+                      {"comm_ms", r.comm_ms},
+                      {"peak_mem_mib", r.peak_mem_mib},
+                      {"train_gflop_per_pair", r.train_flop_per_pair / 1e9},
+                      {"mfu", r.peak_flops > 0 ? nlohmann::json(r.mfu()) : nlohmann::json()}};
+  std::cout << "RESULT " << j.dump() << std::endl;
+}
+
+void run_bench(BenchArgs& a) {
+  if (a.preset.empty() == a.config.empty()) throw UsageError("bench needs --preset NAME or --config FILE");
+  std::stringstream list(a.objectives);
+  for (std::string item; std::getline(list, item, ',');) {
+    if (item == "sigmoid") continue;
+    if (item == "locca") {
+      a.o.locca = true;
+    } else if (item == "ssl") {
+      a.o.self_distillation = true;
+    } else {
+      throw UsageError("--objectives: unknown objective '" + item + "' (sigmoid, locca, ssl)");
+    }
+  }
+  if (a.threads > 0) at::set_num_threads(a.threads);
+  a.o.peak_flops = a.peak_tflops * 1e12;
+  std::string path = a.config.empty() ? resolve_model_preset(a.preset) : a.config;
+  // A benchmark never trains to the end: the run keys a model-only file lacks get neutral values.
+  std::vector<std::string> overrides = {"train.total_steps=1000000", "schedule.warmup_steps=0",
+                                        "train.self_distillation=false"};
+  overrides.insert(overrides.end(), a.overrides.begin(), a.overrides.end());
+  RunConfig cfg = config::load<RunConfig>(path, overrides);
+  if (a.o.self_distillation && cfg.model.vision.naflex)
+    throw UsageError("--objectives ssl: self-distillation needs a fixed-resolution model");
+  const std::string name = a.preset.empty() ? cfg.model.name : a.preset;
+
+  BenchResult r = run_training_benchmark(cfg, a.o);
+  print_bench_result(a, name, cfg, r);
+}
+
+}  // namespace
+
 void add_bench_command(CLI::App& app) {
-  struct Args {
-    std::string preset, config;
-    std::vector<std::string> overrides;
-    BenchOptions o;
-    std::string objectives = "sigmoid";
-    int threads = 0;
-    double peak_tflops = 0;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand(
       "bench", "time full training steps on synthetic tensors: pairs/s, time per phase, peak memory, MFU");
   auto* preset = cmd->add_option("--preset", args->preset, "a model preset (see 'siglip2 model-info --list')");
@@ -51,71 +126,7 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--profile", args->o.profile,
                   "write a Chrome trace (chrome://tracing, Perfetto) of the timed steps to this file");
-  cmd->callback([args] {
-    if (args->preset.empty() == args->config.empty()) throw UsageError("bench needs --preset NAME or --config FILE");
-    std::stringstream list(args->objectives);
-    for (std::string item; std::getline(list, item, ',');) {
-      if (item == "sigmoid") continue;
-      if (item == "locca") {
-        args->o.locca = true;
-      } else if (item == "ssl") {
-        args->o.self_distillation = true;
-      } else {
-        throw UsageError("--objectives: unknown objective '" + item + "' (sigmoid, locca, ssl)");
-      }
-    }
-    if (args->threads > 0) at::set_num_threads(args->threads);
-    args->o.peak_flops = args->peak_tflops * 1e12;
-    std::string path = args->config.empty() ? resolve_model_preset(args->preset) : args->config;
-    // A benchmark never trains to the end: the run keys a model-only file lacks get neutral values.
-    std::vector<std::string> overrides = {"train.total_steps=1000000", "schedule.warmup_steps=0",
-                                          "train.self_distillation=false"};
-    overrides.insert(overrides.end(), args->overrides.begin(), args->overrides.end());
-    RunConfig cfg = config::load<RunConfig>(path, overrides);
-    if (args->o.self_distillation && cfg.model.vision.naflex)
-      throw UsageError("--objectives ssl: self-distillation needs a fixed-resolution model");
-    const std::string name = args->preset.empty() ? cfg.model.name : args->preset;
-
-    BenchResult r = run_training_benchmark(cfg, args->o);
-    const int threads = at::get_num_threads();
-    std::cout << fmt::format("model {} ({}), batch {}, {} timed steps after {} warm-up, {} {}, {} CPU thread(s)\n",
-                             name, cfg.model.name, r.batch, r.steps, args->o.warmup, r.device_name, args->o.precision,
-                             threads);
-    std::cout << fmt::format("objectives: sigmoid{}{}\n", args->o.locca ? " + locca" : "",
-                             args->o.self_distillation ? " + self-distillation" : "");
-    std::cout << fmt::format("  pairs/s        {:10.2f}\n", r.pairs_per_s);
-    std::cout << fmt::format("  step           {:10.2f} ms\n", r.step_ms);
-    std::cout << fmt::format("    forward      {:10.2f} ms\n", r.forward_ms);
-    std::cout << fmt::format("    backward     {:10.2f} ms\n", r.backward_ms);
-    std::cout << fmt::format("    optimizer    {:10.2f} ms\n", r.optimizer_ms);
-    std::cout << fmt::format("    comm         {:10.2f} ms (single process)\n", r.comm_ms);
-    std::cout << fmt::format("  peak memory    {:10.1f} MiB{}\n", r.peak_mem_mib,
-                             args->o.device == "cuda" ? " (allocated)" : " (resident, whole process)");
-    std::cout << fmt::format("  train GFLOP/pair {:8.2f} (3 x forward, two towers)\n", r.train_flop_per_pair / 1e9);
-    std::cout << fmt::format("  achieved       {:10.2f} TFLOP/s\n", r.pairs_per_s * r.train_flop_per_pair / 1e12);
-    if (r.peak_flops > 0)
-      std::cout << fmt::format("  MFU            {:10.1f} % of {:.1f} TFLOP/s\n", 100 * r.mfu(), r.peak_flops / 1e12);
-    else
-      std::cout << "  MFU                   n/a (no peak known for this device; --peak-tflops sets one)\n";
-    nlohmann::json j = {{"impl", "siglip2"},
-                        {"model", name},
-                        {"device", r.device_name},
-                        {"precision", args->o.precision},
-                        {"threads", threads},
-                        {"batch", r.batch},
-                        {"steps", r.steps},
-                        {"objectives", args->objectives},
-                        {"pairs_per_s", r.pairs_per_s},
-                        {"step_ms", r.step_ms},
-                        {"forward_ms", r.forward_ms},
-                        {"backward_ms", r.backward_ms},
-                        {"optimizer_ms", r.optimizer_ms},
-                        {"comm_ms", r.comm_ms},
-                        {"peak_mem_mib", r.peak_mem_mib},
-                        {"train_gflop_per_pair", r.train_flop_per_pair / 1e9},
-                        {"mfu", r.peak_flops > 0 ? nlohmann::json(r.mfu()) : nlohmann::json()}};
-    std::cout << "RESULT " << j.dump() << std::endl;
-  });
+  cmd->callback([args] { run_bench(*args); });
 }
 
 }  // namespace siglip2::cli

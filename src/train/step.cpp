@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/collectives.hpp"
 #include "losses/locca.hpp"
 #include "losses/self_distillation.hpp"
 #include "losses/sigmoid.hpp"
@@ -12,6 +13,21 @@
 #include "train/autocast.hpp"
 
 namespace siglip2 {
+
+std::vector<std::pair<std::string, double>> mean_losses_over_ranks(const at::Tensor& total, const StepLosses& l,
+                                                                   Collectives* comm) {
+  std::vector<at::Tensor> values{total.detach()};
+  for (const auto& term : l.terms) values.push_back(term.second.detach());
+  at::Tensor means = at::stack(values).to(at::kCPU, at::kDouble);
+  if (comm && comm->world_size() > 1) {
+    comm->all_reduce_sum(means);
+    means /= comm->world_size();
+  }
+  std::vector<std::pair<std::string, double>> out{{"loss", means[0].item<double>()}};
+  for (size_t i = 0; i < l.terms.size(); ++i)
+    out.emplace_back(l.terms[i].first, means[static_cast<int64_t>(i) + 1].item<double>());
+  return out;
+}
 
 int64_t progress_step(double fraction, int64_t total) {
   return static_cast<int64_t>(std::llround(fraction * static_cast<double>(total)));

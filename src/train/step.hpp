@@ -4,6 +4,9 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/named_tensors.hpp"
 #include "train/batch.hpp"
@@ -34,6 +37,12 @@ struct StepLosses {
   // absent. Values are this rank's: the trainer averages them over ranks for its logs.
   NamedTensors terms;
 };
+
+// The total (`total`, which may differ from l.total by an injected fault) and every term of `l`, averaged
+// over ranks in one collective: ("loss", mean), then the terms in order. What logs and the spike
+// detector see is the global loss, not this rank's. `comm` null: this process's values.
+std::vector<std::pair<std::string, double>> mean_losses_over_ranks(const at::Tensor& total, const StepLosses& l,
+                                                                   Collectives* comm);
 
 // The step at `fraction` of a run of `total` steps, round(fraction × total): where the recipe's phases
 // by progress start (self-distillation at 80%, phase checkpoints).

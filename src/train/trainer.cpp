@@ -193,14 +193,9 @@ class Trainer {
       opts_.inject_nan_at_step = -1;  // once
       loss = loss * std::numeric_limits<double>::quiet_NaN();
     }
-    // The total and every term averaged over ranks, in one collective: what the logs and the spike
-    // detector see is the global loss, not rank 0's.
-    std::vector<at::Tensor> values{loss.detach()};
-    for (const auto& term : l.terms) values.push_back(term.second.detach());
-    const at::Tensor means = mean_over_ranks(at::stack(values).to(at::kCPU, at::kDouble));
-    r.report.loss = means[0].item<double>();
-    for (size_t i = 0; i < l.terms.size(); ++i)
-      r.report.terms.emplace_back(l.terms[i].first, means[static_cast<int64_t>(i) + 1].item<double>());
+    auto means = mean_losses_over_ranks(loss, l, pg_.get());  // global: what logs and the spike detector see
+    r.report.loss = means[0].second;
+    r.report.terms.assign(means.begin() + 1, means.end());
     if (!std::isfinite(r.report.loss)) return fail(r, "loss is not finite");
     if (cfg_.train.spike_factor > 0 && step >= cfg_.train.spike_warmup && state_.loss_slow > 0 && state_.step > 0 &&
         r.report.loss > cfg_.train.spike_factor * state_.loss_slow)
@@ -230,14 +225,10 @@ class Trainer {
     return r;
   }
 
-  at::Tensor mean_over_ranks(at::Tensor t) {
-    if (!pg_) return t;
-    pg_->all_reduce_sum(t);
-    return t / pg_->world_size();
-  }
-
   bool stop_requested() {  // one rank signalled: all stop together
-    return mean_over_ranks(at::full({1}, stop_signal_received() ? 1.0 : 0.0, at::kDouble)).item<double>() > 0;
+    at::Tensor any = at::full({1}, stop_signal_received() ? 1.0 : 0.0, at::kDouble);
+    if (pg_) pg_->all_reduce_sum(any);
+    return any.item<double>() > 0;
   }
 
   void rollback(int64_t step, const std::string& why) {

@@ -64,6 +64,8 @@ CONFIG_FILES = {
     "config-warmup-too-long": ("short.yaml", "base: base.yaml\ntrain:\n  total_steps: 10\nschedule:\n"
                                "  warmup_steps: 20\n"),
     "config-misspelt-required-section": ("trian.yaml", "trian:\n  total_steps: 10\n"),
+    "config-trainer-sets-key": ("per_rank.yaml", "base: base.yaml\ndata:\n  batch_size: 8\n"),
+    "config-image-not-model": ("naflex_image.yaml", "base: base.yaml\nimage:\n  naflex: true\n"),
     "data-shards-url-refused": ("url.yaml", "base: base.yaml\ntokenizer:\n  model_file: none.model\ndata:\n"
                                 "  shards: [\"http://127.0.0.1:9/train/{000000..000007}.tar\"]\n"
                                 "  remote:\n    retries: 0\n"),
