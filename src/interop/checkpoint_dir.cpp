@@ -42,64 +42,7 @@ std::string unique_suffix() {
 }  // namespace
 
 TensorShapes expected_hf_tensors(const ModelConfig& c) {
-  TensorShapes out;
-  auto add = [&out](std::string name, std::vector<int64_t> shape) {
-    out.emplace_back(std::move(name), std::move(shape));
-  };
-  auto encoder = [&add](const std::string& prefix, int64_t layers, int64_t d, int64_t mlp) {
-    for (int64_t i = 0; i < layers; ++i) {
-      const std::string l = prefix + "encoder.layers." + std::to_string(i) + ".";
-      for (const char* proj : {"k_proj", "v_proj", "q_proj", "out_proj"}) {
-        add(l + "self_attn." + proj + ".weight", {d, d});
-        add(l + "self_attn." + proj + ".bias", {d});
-      }
-      add(l + "layer_norm1.weight", {d});
-      add(l + "layer_norm1.bias", {d});
-      add(l + "mlp.fc1.weight", {mlp, d});
-      add(l + "mlp.fc1.bias", {mlp});
-      add(l + "mlp.fc2.weight", {d, mlp});
-      add(l + "mlp.fc2.bias", {d});
-      add(l + "layer_norm2.weight", {d});
-      add(l + "layer_norm2.bias", {d});
-    }
-  };
-  const VisionConfig& v = c.vision;
-  const int64_t d = v.hidden_size, p = v.patch_size, ch = v.num_channels, i = v.intermediate_size;
-  if (v.naflex) {
-    add("vision_model.embeddings.patch_embedding.weight", {d, ch * p * p});
-    add("vision_model.embeddings.position_embedding.weight", {v.num_patches, d});
-  } else {
-    add("vision_model.embeddings.patch_embedding.weight", {d, ch, p, p});
-    add("vision_model.embeddings.position_embedding.weight", {(v.image_size / p) * (v.image_size / p), d});
-  }
-  add("vision_model.embeddings.patch_embedding.bias", {d});
-  encoder("vision_model.", v.num_hidden_layers, d, i);
-  add("vision_model.post_layernorm.weight", {d});
-  add("vision_model.post_layernorm.bias", {d});
-  add("vision_model.head.probe", {1, 1, d});
-  add("vision_model.head.attention.in_proj_weight", {3 * d, d});
-  add("vision_model.head.attention.in_proj_bias", {3 * d});
-  add("vision_model.head.attention.out_proj.weight", {d, d});
-  add("vision_model.head.attention.out_proj.bias", {d});
-  add("vision_model.head.layernorm.weight", {d});
-  add("vision_model.head.layernorm.bias", {d});
-  add("vision_model.head.mlp.fc1.weight", {i, d});
-  add("vision_model.head.mlp.fc1.bias", {i});
-  add("vision_model.head.mlp.fc2.weight", {d, i});
-  add("vision_model.head.mlp.fc2.bias", {d});
-
-  const TextConfig& t = c.text;
-  const int64_t dt = t.hidden_size, proj = t.projection_size > 0 ? t.projection_size : t.hidden_size;
-  add("text_model.embeddings.token_embedding.weight", {t.vocab_size, dt});
-  add("text_model.embeddings.position_embedding.weight", {t.max_position_embeddings, dt});
-  encoder("text_model.", t.num_hidden_layers, dt, t.intermediate_size);
-  add("text_model.final_layer_norm.weight", {dt});
-  add("text_model.final_layer_norm.bias", {dt});
-  add("text_model.head.weight", {proj, dt});
-  add("text_model.head.bias", {proj});
-  add("logit_scale", {1});
-  add("logit_bias", {1});
-  return out;
+  return parameter_shapes(c);
 }
 
 bool is_model_tensor_name(const std::string& name) {

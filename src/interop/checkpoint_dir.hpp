@@ -36,10 +36,9 @@ struct ModelBundleConfig {
   std::string check() const;
 };
 
-using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
-
-// Every parameter of a model with this config: HF name and shape (hf_interop.md §2), computed from
-// the config alone so that a checkpoint can be checked without building the model.
+// Every parameter of a model with this config: HF name and shape (hf_interop.md §2), in the modules' order
+// (models/siglip2.hpp parameter_shapes): a checkpoint is checked against the architecture the constructors
+// define, without initialising a model.
 TensorShapes expected_hf_tensors(const ModelConfig& config);
 
 // Names the model owns (vision_model.*, text_model.*, logit_*); others are training-only parts.

@@ -1,5 +1,7 @@
 #include "models/siglip2.hpp"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <c10/util/accumulate.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -276,11 +278,6 @@ int64_t count_tensors(const std::vector<at::Tensor>& params) {
   return n;
 }
 
-int64_t encoder_params(int64_t depth, int64_t d, int64_t mlp) {
-  int64_t per_layer = 4 * (d * d + d) + 2 * 2 * d + (d * mlp + mlp) + (mlp * d + d);
-  return depth * per_layer;
-}
-
 }  // namespace
 
 ParameterCounts count_parameters(Siglip2ModelImpl& model) {
@@ -291,19 +288,28 @@ ParameterCounts count_parameters(Siglip2ModelImpl& model) {
   return c;
 }
 
-ParameterCounts count_parameters(const ModelConfig& m) {
-  const auto& v = m.vision;
-  const auto& t = m.text;
-  const int64_t d = v.hidden_size, i = v.intermediate_size, p = v.patch_size;
-  const int64_t positions = v.naflex ? v.num_patches : (v.image_size / p) * (v.image_size / p);
-  ParameterCounts c;
-  c.vision = (d * v.num_channels * p * p + d) + positions * d + encoder_params(v.num_hidden_layers, d, i) + 2 * d +
-             /* MAP head */ d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * i + i) + (i * d + d);
-  const int64_t dt = t.hidden_size, proj = t.projection_size > 0 ? t.projection_size : t.hidden_size;
-  c.text = t.vocab_size * dt + t.max_position_embeddings * dt +
-           encoder_params(t.num_hidden_layers, dt, t.intermediate_size) + 2 * dt + (proj * dt + proj);
-  c.total = c.vision + c.text + 2;
-  return c;
+TensorShapes parameter_shapes(const ModelConfig& c) {
+  TensorShapes out;
+  // Saves and restores the thread's whole dispatch state: IncludeDispatchKeyGuard would leave the Meta
+  // backend bit behind (removing a key from a DispatchKeySet keeps its backend bits), and every later
+  // operation on this thread would then run its meta kernel.
+  const c10::impl::LocalDispatchKeySet now = c10::impl::tls_local_dispatch_key_set();
+  c10::impl::ForceDispatchKeyGuard meta(now.included_ | c10::DispatchKeySet(c10::DispatchKey::Meta), now.excluded_);
+  torch::NoGradGuard no_grad;
+  Siglip2Model model(c);
+  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value().sizes().vec());
+  return out;
+}
+
+ParameterCounts count_parameters(const ModelConfig& c) {
+  ParameterCounts counts;
+  for (const auto& [name, shape] : parameter_shapes(c)) {
+    const int64_t n = c10::multiply_integers(shape);
+    if (name.rfind("vision_model.", 0) == 0) counts.vision += n;
+    if (name.rfind("text_model.", 0) == 0) counts.text += n;
+    counts.total += n;
+  }
+  return counts;
 }
 
 namespace {

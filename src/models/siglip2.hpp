@@ -9,6 +9,10 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "models/config.hpp"
 #include "models/layers.hpp"
 
@@ -107,11 +111,20 @@ TORCH_MODULE(Siglip2Model);
 // L2 normalisation without epsilon, as transformers does.
 at::Tensor l2_normalize(const at::Tensor& x);
 
+// Every parameter of a model with this config as its constructors define it: Hugging Face name and shape,
+// in registration order. The architecture is stated once, by the modules: the tensors a checkpoint must
+// hold (interop/checkpoint_dir.hpp expected_hf_tensors) and the parameter counts below are read from this.
+// No weight is initialised: construction runs with the Meta dispatch key included, so the initialisers
+// (uniform_, normal_, fill_) run their meta kernels and the buffers the LibTorch constructors allocate are
+// never written (address space, not resident memory); any size, g-opt included, takes well under a second.
+using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+TensorShapes parameter_shapes(const ModelConfig& c);
+
 struct ParameterCounts {
   int64_t vision = 0, text = 0, total = 0;
 };
 ParameterCounts count_parameters(Siglip2ModelImpl& model);
-// The same counts from the config alone (no allocation), for any size.
+// The same counts for a config, from parameter_shapes (no weights initialised), for any size.
 ParameterCounts count_parameters(const ModelConfig& c);
 
 // Forward FLOPs per image-text pair, 2 per multiply-add, matrix products only (patch embedding,
