@@ -106,9 +106,9 @@ for k in ("image_embeds", "image_features"):
     assert d < 2e-3, (k, d)
 EOF
 check "training steps on CUDA, every objective, fp32" \
-  "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision fp32 --objectives sigmoid,locca,ssl
+  "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision fp32 --objectives sigmoid,locca,self_distillation
 check "training steps on CUDA, every objective, bf16" \
-  "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision bf16 --objectives sigmoid,locca,ssl
+  "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision bf16 --objectives sigmoid,locca,self_distillation
 check "NaFlex training steps on CUDA, bf16" \
   "$BIN" bench --preset b16_naflex --batch 32 --steps 3 --device cuda --precision bf16 --objectives sigmoid,locca
 
@@ -141,7 +141,7 @@ else
   fail=1
 fi
 if "$BIN" bench --preset b16_256 --batch "$BATCH" --steps "$STEPS" --device cuda --precision bf16 \
-    --objectives sigmoid,locca,ssl >"$work/all.log" 2>&1; then
+    --objectives sigmoid,locca,self_distillation >"$work/all.log" 2>&1; then
   say ""
   say "All objectives (sigmoid + LocCa + self-distillation), same shape:"
   say ""

@@ -18,7 +18,7 @@ import sys
 
 # (file name, title, does this key belong here?) in the order the figures are written; first match wins.
 GROUPS = [
-    ("losses", "losses", lambda k: k in ("loss", "sigmoid", "locca") or k.startswith("ssl_") or "loss" in k),
+    ("losses", "losses", lambda k: k in ("loss", "sigmoid", "locca", "global_local", "masked") or "loss" in k),
     ("lr", "learning rate", lambda k: k == "lr" or k.startswith("lr_")),
     ("temperature_bias", "temperature t and bias b", lambda k: k in ("t", "b", "logit_scale", "logit_bias")),
     ("grad_norm", "gradient norm", lambda k: k == "grad_norm" or k.startswith("grad_")),
@@ -29,7 +29,7 @@ GROUPS = [
     ("other", "other metrics", lambda k: True),
 ]
 # Panels in this order within a group; other keys follow in the order they first appear.
-ORDER = ["loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked", "t", "b", "pairs_per_s", "data_wait", "mfu",
+ORDER = ["loss", "sigmoid", "locca", "global_local", "masked", "t", "b", "pairs_per_s", "data_wait", "mfu",
          "zero_shot_top1", "zero_shot_top5"]
 PANEL_W, PANEL_H, DPI, COLUMNS = 5.0, 3.5, 100, 3  # each panel is 500 x 350 px
 

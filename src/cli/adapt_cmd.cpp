@@ -90,7 +90,7 @@ void run_adapt(const AdaptArgs& a) {
   if (a.naflex) {
     ck.teacher.clear();
     for (auto it = ck.model.begin(); it != ck.model.end();)
-      it = starts_with(it->first, "ssl.") ? ck.model.erase(it) : std::next(it);
+      it = starts_with(it->first, "self_distillation.") ? ck.model.erase(it) : std::next(it);
     ck.state.self_distillation = false;
     cfg.train.self_distillation = false;
   }

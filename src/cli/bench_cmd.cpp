@@ -79,10 +79,10 @@ void run_bench(BenchArgs& a) {
     if (item == "sigmoid") continue;
     if (item == "locca") {
       a.o.locca = true;
-    } else if (item == "ssl") {
+    } else if (item == "self_distillation") {
       a.o.self_distillation = true;
     } else {
-      throw UsageError("--objectives: unknown objective '" + item + "' (sigmoid, locca, ssl)");
+      throw UsageError("--objectives: unknown objective '" + item + "' (sigmoid, locca, self_distillation)");
     }
   }
   if (a.threads > 0) at::set_num_threads(a.threads);
@@ -94,7 +94,7 @@ void run_bench(BenchArgs& a) {
   overrides.insert(overrides.end(), a.overrides.begin(), a.overrides.end());
   RunConfig cfg = config::load<RunConfig>(path, overrides);
   if (a.o.self_distillation && cfg.model.vision.naflex)
-    throw UsageError("--objectives ssl: self-distillation needs a fixed-resolution model");
+    throw UsageError("--objectives self_distillation: needs a fixed-resolution model");
   const std::string name = a.preset.empty() ? cfg.model.name : a.preset;
 
   BenchResult r = run_training_benchmark(cfg, a.o);
@@ -118,7 +118,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--precision", args->o.precision, "fp32, or bf16 autocast with fp32 weights")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--objectives", args->objectives,
-                  "comma-separated: sigmoid (always), locca, ssl (self-distillation, fixed resolution only)");
+                  "comma-separated: sigmoid (always), locca, self_distillation (fixed resolution only)");
   cmd->add_option("--threads", args->threads, "intra-op CPU threads (0: LibTorch's default)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--peak-tflops", args->peak_tflops,

@@ -124,7 +124,7 @@ void run_bench(const BenchArgs& a) {
   c.shuffle_buffer = a.shuffle_buffer;
   c.seed = a.seed;
   c.locca = !a.tokenizer.empty();
-  c.ssl_views = a.mode == "ssl";
+  c.self_distillation = a.mode == "self_distillation";
   ImageConfig image;
   image.image_size = a.image_size;
   image.naflex = a.mode == "naflex";
@@ -245,8 +245,8 @@ void add_data_command(CLI::App& app) {
   cmd = data->add_subcommand("bench", "loader throughput: decode and transform with N threads, images per second");
   cmd->add_option("shards", bench->shards, "shard patterns, one per source; each needs at least --threads shards")
       ->required();
-  cmd->add_option("--mode", bench->mode, "fixed (square resize), naflex (patchified) or ssl (fixed + local views)")
-      ->check(CLI::IsMember({"fixed", "naflex", "ssl"}))
+  cmd->add_option("--mode", bench->mode, "fixed (square resize), naflex (patchified) or self_distillation (fixed + local views)")
+      ->check(CLI::IsMember({"fixed", "naflex", "self_distillation"}))
       ->capture_default_str();
   cmd->add_option("--threads", bench->threads, "loader threads")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--images", bench->images, "images to time (whole batches)")
@@ -256,7 +256,7 @@ void add_data_command(CLI::App& app) {
   cmd->add_option("--batch-size", bench->batch_size, "images per batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--image-size", bench->image_size, "fixed and ssl: square side in pixels")
+  cmd->add_option("--image-size", bench->image_size, "fixed and self_distillation: square side in pixels")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--max-patches", bench->max_patches, "naflex: patches per image at most")

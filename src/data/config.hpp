@@ -136,7 +136,7 @@ struct LoccaTargetsConfig {
 
 // Self-distillation views (SILC / DINO values; ssl_locca.md §2): the global view is the fixed-resolution
 // image itself (pixel_values); these are the student's local crops.
-struct SslViewsConfig {
+struct SelfDistillationViewsConfig {
   int64_t local_crops = 8;          // SigLIP 2
   int64_t local_size = 112;         // DINO: 96 px at 224; a multiple of the patch size
   double local_scale_min = 0.05;    // SILC
@@ -192,7 +192,7 @@ struct LoaderConfig {
   int64_t prefetch = 2;         // finished batches each worker may hold
   int64_t shuffle_buffer = 1000;
   int64_t seed = 0;
-  int64_t epochs = 0;  // 0: repeat forever
+  int64_t epochs = 0;             // 0: repeat forever
   bool resampled = false;         // shards drawn with replacement (open_clip's --dataset-resampled)
   int64_t samples_per_epoch = 0;  // resampled: samples in a (virtual) epoch, all ranks together
   int64_t max_pixels = 64 * 1024 * 1024;
@@ -203,9 +203,9 @@ struct LoaderConfig {
   int64_t stall_timeout_s = 900;   // no batch for this long stops the run (0: wait forever)
   RemoteOptions remote;            // http(s):// and s3:// shards
   bool locca = true;
-  bool ssl_views = false;
+  bool self_distillation = false;  // produce the local crops (train.self_distillation in a training run)
   LoccaTargetsConfig locca_targets;
-  SslViewsConfig ssl;
+  SelfDistillationViewsConfig self_distillation_views;
 
   template <class V>
   void visit(V& v) {
@@ -250,15 +250,18 @@ struct LoaderConfig {
     v("remote", remote, "http(s):// and s3:// shards: timeouts and retries");
     if (in_training_run) {
       v.retired("locca", "set by the trainer from train.locca; remove it");
+      v.retired("self_distillation", "set by the trainer from train.self_distillation; remove it");
       v.retired("ssl_views", "set by the trainer from train.self_distillation; remove it");
       InTrainingRun<LoccaTargetsConfig> targets{locca_targets};
       v("locca_targets", targets, "LocCa target layout");
     } else {
       v("locca", locca, "produce LocCa decoder targets");
-      v("ssl_views", ssl_views, "produce self-distillation local crops");
+      v("self_distillation", self_distillation, "produce the self-distillation local crops");
+      v.retired("ssl_views", "renamed data.self_distillation");
       v("locca_targets", locca_targets, "LocCa target layout");
     }
-    v("ssl", ssl, "self-distillation views");
+    v("self_distillation_views", self_distillation_views, "the self-distillation local crops");
+    v.retired("ssl", "renamed data.self_distillation_views");
   }
   std::string check() const {
     if (!weights.empty() && weights.size() != shards.size())

@@ -23,16 +23,15 @@
 #include "common/logging.hpp"
 #include "data/image.hpp"
 #include "data/rng.hpp"
+#include "data/self_distillation_views.hpp"
 #include "data/shard_list.hpp"
-#include "data/ssl_views.hpp"
 #include "data/tokenizer.hpp"
 
 namespace siglip2 {
 namespace {
 
 // Tags keep the seeds of different decisions apart.
-constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4, kLengthTag = 5,
-                   kResampleTag = 6;
+constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4, kLengthTag = 5, kResampleTag = 6;
 
 // Skipped samples are reported at most once per reason per interval, with the running count.
 class SkipReporter {
@@ -353,8 +352,8 @@ class SourceStream {
       if (shard_pos_ >= shard_count()) return std::nullopt;
       // Resampled streams never end: shards that give nothing, many in a row, mean nothing can be read.
       if (s_.config.resampled && ++empty_draws_ > kMaxEmptyDraws) {
-        throw Error("data source '" + s_.config.shards[source_] + "': worker " + std::to_string(worker_) +
-                    " of rank " + std::to_string(s_.rank) + " drew " + std::to_string(kMaxEmptyDraws) +
+        throw Error("data source '" + s_.config.shards[source_] + "': worker " + std::to_string(worker_) + " of rank " +
+                    std::to_string(s_.rank) + " drew " + std::to_string(kMaxEmptyDraws) +
                     " shards in a row without a sample (shards empty or unreadable; see the errors above)");
       }
       const std::string path = shard_path(shard_pos_++);
@@ -370,9 +369,9 @@ class SourceStream {
     const double failed = s_.record_open(static_cast<size_t>(source_), ok);
     if (ok || failed <= s_.config.max_failed_shards) return;
     const auto n = static_cast<int64_t>(Shared::kShardWindow);
-    throw Error("data source '" + s_.config.shards[source_] + "': " +
-                std::to_string(static_cast<int64_t>(std::lround(failed * static_cast<double>(n)))) + " of the last " +
-                std::to_string(n) + " shards rank " + std::to_string(s_.rank) +
+    throw Error("data source '" + s_.config.shards[source_] +
+                "': " + std::to_string(static_cast<int64_t>(std::lround(failed * static_cast<double>(n)))) +
+                " of the last " + std::to_string(n) + " shards rank " + std::to_string(s_.rank) +
                 " tried could not be read (data.max_failed_shards " + fmt::format("{:g}", s_.config.max_failed_shards) +
                 "); the last: " + error);
   }
@@ -385,8 +384,8 @@ class SourceStream {
   std::unique_ptr<ShardReader> reader_;
   std::optional<RawSample> lookahead_;  // a restored reader's first sample, read ahead
   std::vector<RawSample> buffer_;
-  std::vector<int64_t> buffer_shard_;    // per buffered sample: its shard's index in shards_
-  std::map<int64_t, bool> seekable_;     // per shard index opened this epoch: can it be opened at an offset
+  std::vector<int64_t> buffer_shard_;  // per buffered sample: its shard's index in shards_
+  std::map<int64_t, bool> seekable_;   // per shard index opened this epoch: can it be opened at an offset
   static constexpr int64_t kMaxEmptyDraws = 100;
   int64_t empty_draws_ = 0;  // resampled: shards drawn in a row that gave no sample
   DataRng rng_;
@@ -418,10 +417,9 @@ class Worker {
     state_.source_emitted.resize(n, 0);
     const bool positioned = state_.source_position.size() == n;
     for (size_t i = 0; i < n; ++i) {
-      streams_.push_back(std::make_unique<SourceStream>(s_, static_cast<int64_t>(i), index_, state_.source_epoch[i],
-                                                        state_.source_emitted[i],
-                                                        positioned ? &state_.source_position[i] : nullptr,
-                                                        state_.skipped));
+      streams_.push_back(std::make_unique<SourceStream>(
+          s_, static_cast<int64_t>(i), index_, state_.source_epoch[i], state_.source_emitted[i],
+          positioned ? &state_.source_position[i] : nullptr, state_.skipped));
     }
     state_.source_position.resize(n);
   }
@@ -438,7 +436,7 @@ class Worker {
       if (sequence >= s_.image.naflex_half_batch_length) batch_size = std::max<size_t>(1, batch_size / 2);
     }
     while (samples.size() < batch_size) {
-      if (s_.stopping.load()) return std::nullopt;  // shutting down: nobody takes this batch
+      if (s_.stopping.load()) return std::nullopt;                          // shutting down: nobody takes this batch
       if (resampled_limit_ > 0 && state_.pulls >= resampled_limit_) break;  // the last virtual epoch is done
       const uint64_t pull = static_cast<uint64_t>(state_.pulls);
       std::optional<RawSample> raw = pull_mixed(pull);
@@ -456,7 +454,8 @@ class Worker {
       if (s_.config.locca)
         locca.push_back(
             make_locca_example(sample.caption, sample.regions, *s_.tokenizer, s_.config.locca_targets, rng));
-      if (s_.config.ssl_views) views.push_back(make_local_views(sample.image, s_.config.ssl, rng));
+      if (s_.config.self_distillation)
+        views.push_back(make_local_views(sample.image, s_.config.self_distillation_views, rng));
       samples.push_back(std::move(sample));
     }
     if (!samples.empty()) ++state_.batches;
@@ -477,10 +476,11 @@ class Worker {
     if (!s_.image.fast_decode) return nullptr;
     const ImageConfig image = s_.image;
     int64_t need = image.image_size;
-    if (s_.config.ssl_views) {
-      const double smallest_crop_side = std::sqrt(s_.config.ssl.local_scale_min);
+    if (s_.config.self_distillation) {
+      const double smallest_crop_side = std::sqrt(s_.config.self_distillation_views.local_scale_min);
       need = std::max(
-          need, static_cast<int64_t>(std::ceil(static_cast<double>(s_.config.ssl.local_size) / smallest_crop_side)));
+          need, static_cast<int64_t>(
+                    std::ceil(static_cast<double>(s_.config.self_distillation_views.local_size) / smallest_crop_side)));
     }
     return [image, need](int64_t height, int64_t width) {
       if (!image.naflex) return decode_reduction(height, width, need, need);
@@ -555,7 +555,7 @@ class Worker {
         pin_targets(b.locca->grounded);
       }
     }
-    if (s_.config.ssl_views) {
+    if (s_.config.self_distillation) {
       std::vector<int64_t> shape = views.front().sizes().vec();
       shape[0] = 0;
       for (const auto& v : views) shape[0] += v.size(0);
@@ -570,11 +570,11 @@ class Worker {
   LoaderWorkerState state_;
   // data.resampled with finite epochs: the samples this worker pulls in all (its share of
   // epochs x samples_per_epoch, rounded up); 0: no limit.
-  int64_t resampled_limit_ =
-      s_.config.resampled && s_.config.epochs > 0
-          ? s_.config.epochs * ((s_.config.samples_per_epoch + s_.world_size * s_.config.workers - 1) /
-                                (s_.world_size * s_.config.workers))
-          : 0;
+  int64_t resampled_limit_ = s_.config.resampled && s_.config.epochs > 0
+                                 ? s_.config.epochs*((s_.config.samples_per_epoch + s_.world_size * s_.config.workers -
+                                                      1) /
+                                                     (s_.world_size * s_.config.workers))
+                                 : 0;
   std::vector<std::unique_ptr<SourceStream>> streams_;
   DecodeReduction reduction_ = make_reduction();
 };
@@ -785,13 +785,14 @@ DataLoader::DataLoader(const LoaderConfig& config, const ImageConfig& image, con
     }
   }
   s.weights = config.weights.empty() ? std::vector<double>(config.shards.size(), 1.0) : config.weights;
-  if (config.ssl_views) {
+  if (config.self_distillation) {
     if (image.naflex)
       throw ConfigError(
-          "data.ssl_views (train.self_distillation in a training config): self-distillation views are not used "
+          "data.self_distillation (train.self_distillation in a training config): self-distillation views are not used "
           "with NaFlex");
-    if (config.ssl.local_size % image.patch_size != 0)
-      throw ConfigError("data.ssl.local_size " + std::to_string(config.ssl.local_size) +
+    if (config.self_distillation_views.local_size % image.patch_size != 0)
+      throw ConfigError("data.self_distillation_views.local_size " +
+                        std::to_string(config.self_distillation_views.local_size) +
                         " must be a multiple of the patch size " + std::to_string(image.patch_size));
   }
 
@@ -856,8 +857,8 @@ std::optional<Batch> DataLoader::next() {
       // Waits in slices, to notice a stop signal (LoaderInterrupted) and a stall (data.stall_timeout_s).
       const auto start = std::chrono::steady_clock::now();
       std::unique_lock<std::mutex> lock(impl_->mutex);
-      while (!impl_->changed.wait_for(lock, std::chrono::milliseconds(200),
-                                      [&] { return !impl_->queues[w]->empty(); })) {
+      while (
+          !impl_->changed.wait_for(lock, std::chrono::milliseconds(200), [&] { return !impl_->queues[w]->empty(); })) {
         const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (impl_->interrupted && impl_->interrupted(waited)) throw LoaderInterrupted();
         // A stall: the worker made no progress (a resumed worker re-reading its epoch does) for the limit.

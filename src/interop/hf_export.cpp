@@ -230,7 +230,8 @@ void export_hf(const std::string& model_dir, const std::string& out_dir, const H
   const TensorShapes expected = expected_hf_tensors(config.model);
   check_tensors(expected, source.tensors, source.what);
 
-  // Only the two towers and the logit scale/bias: training-only tensors (text_decoder.*, ssl.*) stay behind.
+  // Only the two towers and the logit scale/bias: training-only tensors (text_decoder.*, self_distillation.*) stay
+  // behind.
   std::map<std::string, at::Tensor> by_name(source.tensors.begin(), source.tensors.end());
   const at::ScalarType dtype = o.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
   NamedTensors out;

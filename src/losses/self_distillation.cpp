@@ -81,7 +81,7 @@ void EmaTeacher::update(VisionTransformerImpl& student, SelfDistillationHeadsImp
 NamedTensors EmaTeacher::named_parameters() const {
   NamedTensors out;
   for (const auto& p : vision->named_parameters()) out.emplace_back("vision_model." + p.key(), p.value());
-  for (const auto& p : heads->named_parameters()) out.emplace_back("ssl." + p.key(), p.value());
+  for (const auto& p : heads->named_parameters()) out.emplace_back("self_distillation." + p.key(), p.value());
   return out;
 }
 

@@ -74,7 +74,7 @@ struct DinoHeadImpl : torch::nn::Module {
 };
 TORCH_MODULE(DinoHead);
 
-// The student-side parameters of the phase, registered under "ssl.": two heads and the mask token.
+// The student-side parameters of the phase, registered under "self_distillation.": two heads and the mask token.
 struct SelfDistillationHeadsImpl : torch::nn::Module {
   SelfDistillationHeadsImpl(const VisionConfig& vision, const SelfDistillationConfig& c);
   DinoHead global_head{nullptr}, patch_head{nullptr};
@@ -91,7 +91,7 @@ class EmaTeacher {
   void update(VisionTransformerImpl& student, SelfDistillationHeadsImpl& heads, double momentum);
   VisionTransformer vision{nullptr};
   SelfDistillationHeads heads{nullptr};
-  NamedTensors named_parameters() const;  // "vision_model.*", "ssl.*"
+  NamedTensors named_parameters() const;  // "vision_model.*", "self_distillation.*"
 };
 
 // DINO cross-entropy: mean over rows of -Σ_k softmax((t - c)/τt)_k log softmax(s/τs)_k. teacher rows

@@ -102,7 +102,7 @@ class WebDatasetBatches final : public BatchSource {
     LoaderConfig lc = c.data;
     lc.batch_size = c.train.batch_size / world;
     lc.locca = c.train.locca;
-    lc.ssl_views = c.train.self_distillation;
+    lc.self_distillation = c.train.self_distillation;
     lc.locca_targets.length = c.model.decoder.max_length;
     lc.locca_targets.parallel_probability = c.loss.locca.parallel_probability;
     lc.seed = c.train.seed + lc.seed;

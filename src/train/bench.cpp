@@ -104,7 +104,8 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     sync();
     const auto t2 = Clock::now();
     optimizer.step(1.0);
-    if (m.teacher) m.teacher->update(*m.towers->vision_model, *m.ssl_heads, cfg.loss.self_distillation.ema_momentum);
+    if (m.teacher)
+      m.teacher->update(*m.towers->vision_model, *m.self_distillation_heads, cfg.loss.self_distillation.ema_momentum);
     sync();
     const auto t3 = Clock::now();
     if (!std::isfinite(loss.item<double>()))

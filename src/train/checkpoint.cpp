@@ -164,6 +164,19 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointContents
   return final_dir.string();
 }
 
+namespace {
+
+// Checkpoints written before the self-distillation tensors were renamed call them "ssl.…" (model and
+// teacher) and "exp_avg/ssl.…" (optimizer); they load under today's names.
+std::string current_tensor_name(const std::string& name) {
+  const size_t slash = name.find('/');
+  const size_t at = slash == std::string::npos ? 0 : slash + 1;
+  if (name.compare(at, 4, "ssl.") != 0) return name;
+  return name.substr(0, at) + "self_distillation." + name.substr(at + 4);
+}
+
+}  // namespace
+
 LoadedCheckpoint load_checkpoint(const std::string& dir) {
   LoadedCheckpoint out;
   out.path = dir;
@@ -182,7 +195,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
       return;
     }
     auto f = safetensors::File::open(p.string());  // validates the whole file
-    for (const auto& t : f.tensors()) dst[t.name] = f.get(t.name).clone();
+    for (const auto& t : f.tensors()) dst[current_tensor_name(t.name)] = f.get(t.name).clone();
   };
   read_all("model.safetensors", out.model, true);
   read_all("optimizer.safetensors", out.optimizer, true);

@@ -1,6 +1,6 @@
 #pragma once
 // Training checkpoints (DESIGN.md §3): RUN/ckpt-<step>/ holds model.safetensors (HF names plus
-// training-only "text_decoder." and "ssl." tensors), teacher.safetensors (during self-distillation),
+// training-only "text_decoder." and "self_distillation." tensors), teacher.safetensors (during self-distillation),
 // optimizer.safetensors, trainer_state.json and the resolved config.yaml. A checkpoint is written
 // into a temporary directory, synced and renamed; RUN/latest names the newest complete one and is
 // replaced atomically. A crash at any moment leaves the previous checkpoint intact.

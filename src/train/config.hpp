@@ -43,8 +43,8 @@ struct OptimizerConfig {
 struct ScheduleConfig {
   std::string type = "cosine";
   int64_t warmup_steps = 20000;
-  double end_fraction = 0.0;  // learning rate at the end, as a fraction of the peak
-  double stretch_from = 0.9;   // with stretch_factor != 1: where the schedule starts to run slower
+  double end_fraction = 0.0;    // learning rate at the end, as a fraction of the peak
+  double stretch_from = 0.9;    // with stretch_factor != 1: where the schedule starts to run slower
   double stretch_factor = 1.0;  // SigLIP 2's NaFlex branch: 3.75 (the last 10% takes 3.75 times the steps)
 
   template <class V>
@@ -96,7 +96,7 @@ struct TrainConfig {
   int64_t max_rollbacks = 5;
   double logit_scale_init = 2.302585092994046;  // log 10 (SigLIP)
   double logit_bias_init = -10.0;               // SigLIP at 32k batch; about -log(batch) suits small batches
-  int64_t accumulation_steps = 1;  // > 1 is refused: see check()
+  int64_t accumulation_steps = 1;               // > 1 is refused: see check()
   std::string init_from;  // fine-tuning: the towers start from this model (hf:DIR, a model directory or a checkpoint)
 
   template <class V>
@@ -190,7 +190,8 @@ struct RunConfig {
     v("image", image, "image preprocessing");
     v("tokenizer", tokenizer, "text tokenization");
     InTrainingRun<LoaderConfig> training_data{data};
-    v("data", training_data, "training shards and loader (the trainer sets batch_size, locca, ssl_views and "
+    v("data", training_data,
+      "training shards and loader (the trainer sets batch_size, locca, self_distillation and "
       "locca_targets.{length, parallel_probability} from train, model and loss)");
     v("eval", eval, "zero-shot evaluation on held-out labelled shards");
     v("loss", loss, "training objectives");
@@ -216,11 +217,18 @@ struct RunConfig {
 
 // The config.yaml of a training checkpoint (caption, adapt-resolution). Checkpoints written before the
 // data section refused the loader keys the trainer sets still name them; they are dropped here, since
-// the trainer sets them from the other sections anyway.
+// the trainer sets them from the other sections anyway. Their `data.ssl` section is now
+// `data.self_distillation_views`.
 inline RunConfig load_checkpoint_config(const std::string& path) {
   ConfigValue tree = load_config_tree(path);
   if (ConfigValue* data = tree.find("data"); data && data->kind == ConfigValue::Kind::Map) {
     for (const char* key : {"batch_size", "locca", "ssl_views"}) data->erase(key);
+    if (const ConfigValue* views = data->find("ssl"); views && !data->find("self_distillation_views")) {
+      ConfigValue moved = *views;
+      const SourceLoc loc = *data->key_loc("ssl");
+      data->erase("ssl");
+      data->set("self_distillation_views", std::move(moved), loc);
+    }
     if (ConfigValue* t = data->find("locca_targets"); t && t->kind == ConfigValue::Kind::Map)
       for (const char* key : {"length", "parallel_probability"}) t->erase(key);
   }

@@ -98,7 +98,7 @@ ZeroShotResult zero_shot_accuracy(Siglip2ModelImpl& model, const Tokenizer& toke
   lc.epochs = 1;
   lc.shuffle_buffer = 0;
   lc.locca = false;
-  lc.ssl_views = false;
+  lc.self_distillation = false;
   DataLoader loader(lc, image, tokenizer, 0, 1);
   ZeroShotResult r;
   r.classes = static_cast<int64_t>(classes.size());

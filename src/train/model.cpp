@@ -15,8 +15,9 @@ NamedTensors TrainingModel::parameters() const {
   for (const auto& p : towers->named_parameters()) out.emplace_back(p.key(), p.value());
   if (decoder)
     for (const auto& p : decoder->named_parameters()) out.emplace_back("text_decoder." + p.key(), p.value());
-  if (ssl_heads)
-    for (const auto& p : ssl_heads->named_parameters()) out.emplace_back("ssl." + p.key(), p.value());
+  if (self_distillation_heads)
+    for (const auto& p : self_distillation_heads->named_parameters())
+      out.emplace_back("self_distillation." + p.key(), p.value());
   return out;
 }
 
@@ -24,16 +25,16 @@ NamedTensors TrainingModel::teacher_tensors() const {
   NamedTensors out;
   if (!teacher) return out;
   out = teacher->named_parameters();
-  out.emplace_back("ssl.center_global", ssl->center_global);
-  out.emplace_back("ssl.center_patch", ssl->center_patch);
+  out.emplace_back("self_distillation.center_global", self_distillation->center_global);
+  out.emplace_back("self_distillation.center_patch", self_distillation->center_patch);
   return out;
 }
 
 StepModules TrainingModel::step_modules() {
   StepModules m{towers.get(), decoder ? decoder.get() : nullptr};
-  if (ssl && ssl_heads && teacher) {
-    m.ssl = ssl.get();
-    m.ssl_heads = ssl_heads.get();
+  if (self_distillation && self_distillation_heads && teacher) {
+    m.self_distillation = self_distillation.get();
+    m.self_distillation_heads = self_distillation_heads.get();
     m.teacher = teacher.get();
   }
   return m;
@@ -42,17 +43,18 @@ StepModules TrainingModel::step_modules() {
 NamedTensors TrainingModel::start_self_distillation(const RunConfig& config, uint64_t seed) {
   const c10::Device device = towers->logit_scale.device();
   torch::manual_seed(seed + 80);
-  ssl_heads = SelfDistillationHeads(config.model.vision, config.loss.self_distillation);
-  ssl_heads->to(device);
-  ssl = std::make_unique<SelfDistillation>(config.loss.self_distillation);
-  ssl->center_global = ssl->center_global.to(device);
-  ssl->center_patch = ssl->center_patch.to(device);
-  teacher =
-      std::make_unique<EmaTeacher>(*towers->vision_model, *ssl_heads, config.model, config.loss.self_distillation);
+  self_distillation_heads = SelfDistillationHeads(config.model.vision, config.loss.self_distillation);
+  self_distillation_heads->to(device);
+  self_distillation = std::make_unique<SelfDistillation>(config.loss.self_distillation);
+  self_distillation->center_global = self_distillation->center_global.to(device);
+  self_distillation->center_patch = self_distillation->center_patch.to(device);
+  teacher = std::make_unique<EmaTeacher>(*towers->vision_model, *self_distillation_heads, config.model,
+                                         config.loss.self_distillation);
   teacher->vision->to(device);
   teacher->heads->to(device);
   NamedTensors heads;
-  for (const auto& p : ssl_heads->named_parameters()) heads.emplace_back("ssl." + p.key(), p.value());
+  for (const auto& p : self_distillation_heads->named_parameters())
+    heads.emplace_back("self_distillation." + p.key(), p.value());
   return heads;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The model a run trains, assembled in one place for `siglip2 train`, `siglip2 bench` and
 // `siglip2 caption`: the two towers (HF names), the LocCa decoder ("text_decoder.…") and, from the
-// self-distillation phase on, its heads and mask token ("ssl.…"), the EMA teacher and the centres
+// self-distillation phase on, its heads and mask token ("self_distillation.…"), the EMA teacher and the centres
 // (DESIGN.md §3 names the checkpoint files these go to).
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -22,10 +22,10 @@ namespace siglip2 {
 
 struct TrainingModel {
   Siglip2Model towers{nullptr};
-  TextDecoder decoder{nullptr};              // null: train.locca off
-  SelfDistillationHeads ssl_heads{nullptr};  // null until self-distillation starts
+  TextDecoder decoder{nullptr};                            // null: train.locca off
+  SelfDistillationHeads self_distillation_heads{nullptr};  // null until self-distillation starts
   std::unique_ptr<EmaTeacher> teacher;
-  std::unique_ptr<SelfDistillation> ssl;
+  std::unique_ptr<SelfDistillation> self_distillation;
 
   // What the optimizer updates, under checkpoint names (model.safetensors): towers, decoder, heads.
   NamedTensors parameters() const;
@@ -35,7 +35,7 @@ struct TrainingModel {
   StepModules step_modules();
   // Starts the phase on the towers' device: heads and mask token drawn from `seed` + 80 (the same on every
   // rank and in every rerun), the teacher a copy of the student's vision tower and heads, centres at zero.
-  // Returns the new parameters ("ssl.…") for the optimizer.
+  // Returns the new parameters ("self_distillation.…") for the optimizer.
   NamedTensors start_self_distillation(const RunConfig& config, uint64_t seed);
 };
 

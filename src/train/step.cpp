@@ -33,8 +33,8 @@ int64_t progress_step(double fraction, int64_t total) {
   return static_cast<int64_t>(std::llround(fraction * static_cast<double>(total)));
 }
 
-StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config, int64_t ssl_step,
-                           bool bf16, Collectives* comm) {
+StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config,
+                           int64_t self_distillation_step, bool bf16, Collectives* comm) {
   StepLosses out;
   at::Tensor image_embeds, text_embeds, locca;
   SelfDistillationLosses s;
@@ -50,9 +50,10 @@ StepLosses training_losses(const StepModules& m, const Batch& batch, const RunCo
       locca = locca_loss(*m.decoder, img.last_hidden_state, batch.pixel_attention_mask, batch.locca->tasks(),
                          config.tokenizer.pad_id, config.loss.locca, comm);
     }
-    if (m.ssl && m.ssl_heads && m.teacher)
-      s = m.ssl->forward(*m.towers->vision_model, *m.ssl_heads, *m.teacher, batch.pixel_values, batch.local_views,
-                         batch.bool_masked_pos, ssl_step, comm);
+    if (m.self_distillation && m.self_distillation_heads && m.teacher)
+      s = m.self_distillation->forward(*m.towers->vision_model, *m.self_distillation_heads, *m.teacher,
+                                       batch.pixel_values, batch.local_views, batch.bool_masked_pos,
+                                       self_distillation_step, comm);
   }
   at::Tensor sigmoid = sigmoid_loss(l2_normalize(image_embeds.to(at::kFloat)), l2_normalize(text_embeds.to(at::kFloat)),
                                     m.towers->logit_scale, m.towers->logit_bias, comm, config.loss.sigmoid);
@@ -65,8 +66,8 @@ StepLosses training_losses(const StepModules& m, const Batch& batch, const RunCo
   }
   if (s.total.defined()) {
     out.total = out.total + s.total.to(at::kFloat);
-    out.terms.emplace_back("ssl_global_local", s.global_local.to(at::kFloat));
-    out.terms.emplace_back("ssl_masked", s.masked.to(at::kFloat));
+    out.terms.emplace_back("global_local", s.global_local.to(at::kFloat));
+    out.terms.emplace_back("masked", s.masked.to(at::kFloat));
   }
   return out;
 }

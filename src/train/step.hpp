@@ -25,15 +25,15 @@ struct StepModules {
   Siglip2ModelImpl* towers = nullptr;
   TextDecoderImpl* decoder = nullptr;  // null: no LocCa loss
   // All three set: the self-distillation losses (from 80% of training).
-  SelfDistillation* ssl = nullptr;
-  SelfDistillationHeadsImpl* ssl_heads = nullptr;
+  SelfDistillation* self_distillation = nullptr;
+  SelfDistillationHeadsImpl* self_distillation_heads = nullptr;
   EmaTeacher* teacher = nullptr;
 };
 
 struct StepLosses {
   at::Tensor total;  // what backward starts from (fp32 scalar)
   // Each term as an fp32 scalar under its metric name, in order: "sigmoid", "locca" (train.locca),
-  // "ssl_global_local" and "ssl_masked" (self-distillation, before their weights); a term that is off is
+  // "global_local" and "masked" (self-distillation, before their weights); a term that is off is
   // absent. Values are this rank's: the trainer averages them over ranks for its logs.
   NamedTensors terms;
 };
@@ -48,8 +48,8 @@ std::vector<std::pair<std::string, double>> mean_losses_over_ranks(const at::Ten
 // by progress start (self-distillation at 80%, phase checkpoints).
 int64_t progress_step(double fraction, int64_t total);
 
-// `ssl_step`: steps since self-distillation started (the teacher temperature's warm-up).
-StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config, int64_t ssl_step,
-                           bool bf16, Collectives* comm);
+// `self_distillation_step`: steps since self-distillation started (the teacher temperature's warm-up).
+StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config,
+                           int64_t self_distillation_step, bool bf16, Collectives* comm);
 
 }  // namespace siglip2

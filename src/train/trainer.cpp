@@ -207,7 +207,8 @@ class Trainer {
     r.report.lr = cfg_.optimizer.lr * mult;
     r.report.grad_norm = optimizer_->step(mult).grad_norm;
     if (m_.teacher)
-      m_.teacher->update(*m_.towers->vision_model, *m_.ssl_heads, cfg_.loss.self_distillation.ema_momentum);
+      m_.teacher->update(*m_.towers->vision_model, *m_.self_distillation_heads,
+                         cfg_.loss.self_distillation.ema_momentum);
     if (state_.loss_slow == 0) state_.loss_fast = state_.loss_slow = r.report.loss;  // (re)armed
     state_.loss_fast = 0.9 * state_.loss_fast + 0.1 * r.report.loss;
     state_.loss_slow = 0.99 * state_.loss_slow + 0.01 * r.report.loss;

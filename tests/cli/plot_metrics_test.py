@@ -9,11 +9,11 @@ import tempfile
 failures = []
 passed = 0
 
-TRAIN_KEYS = ["loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked", "lr", "grad_norm", "t", "b",
+TRAIN_KEYS = ["loss", "sigmoid", "locca", "global_local", "masked", "lr", "grad_norm", "t", "b",
               "pairs_per_s", "rollbacks", "data_wait", "mfu"]
 # figure -> panels in it; each panel is 500 x 350 px, three to a row.
 EXPECTED = {
-    "losses": ["loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked"],
+    "losses": ["loss", "sigmoid", "locca", "global_local", "masked"],
     "lr": ["lr"],
     "temperature_bias": ["t", "b"],
     "grad_norm": ["grad_norm"],

@@ -73,7 +73,9 @@ TEST_F(ConfigTest, LoaderKeysTheTrainerSetsAreRefusedInATrainingConfig) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"data:\n  batch_size: 8\n", "data.batch_size: set by the trainer: train.batch_size (the global batch)"},
       {"data:\n  locca: false\n", "data.locca: set by the trainer from train.locca"},
+      {"data:\n  self_distillation: true\n", "data.self_distillation: set by the trainer from train.self_distillation"},
       {"data:\n  ssl_views: true\n", "data.ssl_views: set by the trainer from train.self_distillation"},
+      {"data:\n  ssl:\n    local_size: 16\n", "data.ssl: renamed data.self_distillation_views"},
       {"data:\n  locca_targets:\n    length: 16\n",
        "data.locca_targets.length: set by the trainer from "
        "model.decoder.max_length"},
@@ -94,22 +96,34 @@ TEST_F(ConfigTest, LoaderKeysTheTrainerSetsAreRefusedInATrainingConfig) {
   EXPECT_EQ(c.data.locca_targets.box_bins, 100);
   const std::string shown = config::dump(c);
   EXPECT_EQ(error_of(write("shown.yaml", shown)), "") << shown;
-  EXPECT_EQ(shown.find("ssl_views"), std::string::npos) << shown;
+  EXPECT_EQ(shown.find("ssl"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("self_distillation_views:"), std::string::npos) << shown;
   const LoaderConfig alone = config::from_tree<LoaderConfig>(
-      load_config_tree(write("loader.yaml", "batch_size: 8\nlocca: false\nlocca_targets:\n  length: 16\n")));
+      load_config_tree(write("loader.yaml",
+                             "batch_size: 8\nlocca: false\nself_distillation: true\nlocca_targets:\n  "
+                             "length: 16\nself_distillation_views:\n  local_size: 32\n")));
   EXPECT_EQ(alone.batch_size, 8);
   EXPECT_FALSE(alone.locca);
   EXPECT_EQ(alone.locca_targets.length, 16);
+  EXPECT_TRUE(alone.self_distillation);
+  EXPECT_EQ(alone.self_distillation_views.local_size, 32);
+  try {
+    config::from_tree<LoaderConfig>(load_config_tree(write("old_loader.yaml", "ssl_views: true\n")));
+    ADD_FAILURE() << "ssl_views was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("ssl_views: renamed data.self_distillation"), std::string::npos) << e.what();
+  }
   // A checkpoint written before these keys were refused still loads (caption, adapt-resolution).
   const std::string old = write("ckpt/config.yaml",
                                 "train:\n  total_steps: 10\nschedule:\n  warmup_steps: 1\ndata:\n  batch_size: 8\n  "
                                 "locca: true\n  ssl_views: false\n"
                                 "  workers: 3\n  locca_targets:\n    length: 16\n    parallel_probability: 0.5\n"
-                                "    box_bins: 100\n");
+                                "    box_bins: 100\n  ssl:\n    local_size: 48\n");
   EXPECT_NE(error_of(old), "");
   const RunConfig from_checkpoint = load_checkpoint_config(old);
   EXPECT_EQ(from_checkpoint.data.workers, 3);
   EXPECT_EQ(from_checkpoint.data.locca_targets.box_bins, 100);
+  EXPECT_EQ(from_checkpoint.data.self_distillation_views.local_size, 48);  // the old section's values, kept
 }
 
 // The image section says how images are preprocessed; it must agree with the tower it feeds.

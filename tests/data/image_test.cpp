@@ -9,6 +9,7 @@
 #include <fstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -24,6 +25,12 @@ using ::testing::HasSubstr;
 struct SizeCase {
   int64_t height, width, patch, max_patches, want_height, want_width;
 };
+
+// How gtest and ctest show a case (instead of its bytes).
+void PrintTo(const SizeCase& c, std::ostream* os) {
+  *os << c.height << "x" << c.width << " patch " << c.patch << " max_patches " << c.max_patches << " -> "
+      << c.want_height << "x" << c.want_width;
+}
 
 // hf_interop spec §4.2, computed with HF's get_image_size_for_max_num_patches.
 class NaflexTargetSize : public ::testing::TestWithParam<SizeCase> {};

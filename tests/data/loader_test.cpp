@@ -93,9 +93,9 @@ TEST_F(LoaderTest, RanksAndWorkersSeeEverySampleOncePerEpoch) {
 
 TEST_F(LoaderTest, BatchesCarryEveryOutput) {
   LoaderConfig c = config();
-  c.ssl_views = true;
-  c.ssl.local_crops = 2;
-  c.ssl.local_size = 16;
+  c.self_distillation = true;
+  c.self_distillation_views.local_crops = 2;
+  c.self_distillation_views.local_size = 16;
   ImageConfig i = image();
   i.patch_size = 8;
   DataLoader loader(c, i, testing::test_tokenizer(), 0, 1);
@@ -197,9 +197,9 @@ TEST_F(LoaderTest, ResumeContinuesTheUninterruptedStream) {
   LoaderConfig c = config();
   c.shards = {pattern_a_, pattern_b_};
   c.weights = {2, 1};
-  c.ssl_views = true;
-  c.ssl.local_crops = 1;
-  c.ssl.local_size = 16;
+  c.self_distillation = true;
+  c.self_distillation_views.local_crops = 1;
+  c.self_distillation_views.local_size = 16;
   ImageConfig i = image();
   i.patch_size = 8;
   std::vector<Batch> full;

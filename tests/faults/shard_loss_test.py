@@ -43,8 +43,8 @@ def main():
                                synthetic=False)
     lost = os.path.join(data, "train", "000002.tar")
 
-    no_ssl = ["--set", "train.self_distillation=false"]  # the data path is under test, not the objectives
-    p = subprocess.Popen([a.bin, "train", cfg, *no_ssl], env=fc.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    no_self_distillation = ["--set", "train.self_distillation=false"]  # the data path is under test, not the objectives
+    p = subprocess.Popen([a.bin, "train", cfg, *no_self_distillation], env=fc.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True)
     lines = []
 
@@ -72,7 +72,7 @@ def main():
     checks.check(f"the loader state counts it (unreadable_shard: {n}, once per later epoch)", n >= 2, n)
 
     # Resume with the shard still gone: the loader rebuilds its position without it and goes on.
-    r = fc.run(a, "train", cfg, *no_ssl, "--set", f"train.total_steps={STEPS + 40}")
+    r = fc.run(a, "train", cfg, *no_self_distillation, "--set", f"train.total_steps={STEPS + 40}")
     final = os.path.join(out, f"ckpt-{STEPS + 40:08d}")
     checks.check("a resume with the shard still missing finishes",
                  r.returncode == 0 and os.path.isdir(final) and skipped_shards(final) > n, r.stderr[-1500:])

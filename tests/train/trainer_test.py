@@ -114,7 +114,7 @@ def main():
         check("uninterrupted run finishes", r.returncode == 0, r.stderr[-2000:])
         ref, name = final_params(ref_out)
         check("ends at the last step", name == "ckpt-00000008", name)
-        check("self-distillation heads are trained from 50%", any(k.startswith("ssl.") for k in ref), list(ref)[:5])
+        check("self-distillation heads are trained from 50%", any(k.startswith("self_distillation.") for k in ref), list(ref)[:5])
         # TensorBoard event files, read back with tensorboard's own reader, hold what metrics.jsonl holds.
         from tensorboard.backend.event_processing import event_accumulator
         ea = event_accumulator.EventAccumulator(os.path.join(ref_out, "tensorboard"))
@@ -139,7 +139,7 @@ def main():
                   f"{max_diff(ref, two):.1e} with them)", diff <= 1e-5, diff)
             # Logged losses are global: every term of the two-rank run (each rank's values differ, as its
             # half of the batch does) equals the one-process run's over the same global batch.
-            terms = ("loss", "sigmoid", "locca", "ssl_global_local", "ssl_masked")
+            terms = ("loss", "sigmoid", "locca", "global_local", "masked")
             one_rows, two_rows = metric_rows(ref_out), metric_rows(two_out)
             worst, seen = 0.0, set()
             for a, b in zip(one_rows, two_rows):

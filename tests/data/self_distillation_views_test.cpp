@@ -1,4 +1,4 @@
-#include "data/ssl_views.hpp"
+#include "data/self_distillation_views.hpp"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -10,8 +10,8 @@ at::Tensor test_image() {
   return torch::arange(60 * 80 * 3, torch::kLong).remainder(251).to(torch::kUInt8).view({60, 80, 3});
 }
 
-TEST(SslViews, ShapesRangeAndDeterminism) {
-  SslViewsConfig c;
+TEST(SelfDistillationViews, ShapesRangeAndDeterminism) {
+  SelfDistillationViewsConfig c;
   c.local_size = 32;
   DataRng a(1), b(1), other(2);
   const at::Tensor x = make_local_views(test_image(), c, a);
@@ -23,7 +23,7 @@ TEST(SslViews, ShapesRangeAndDeterminism) {
   EXPECT_FALSE(torch::equal(x, make_local_views(test_image(), c, other)));
 }
 
-TEST(SslViews, CropAreaWithinTheScaleRange) {
+TEST(SelfDistillationViews, CropAreaWithinTheScaleRange) {
   DataRng rng(7);
   for (int i = 0; i < 500; ++i) {
     const auto [top, left, h, w] = random_resized_crop_box(200, 300, 0.05, 0.4, rng);
@@ -39,8 +39,8 @@ TEST(SslViews, CropAreaWithinTheScaleRange) {
   }
 }
 
-TEST(SslViews, NoAugmentationIsAPlainResizedCrop) {
-  SslViewsConfig c;
+TEST(SelfDistillationViews, NoAugmentationIsAPlainResizedCrop) {
+  SelfDistillationViewsConfig c;
   c.local_crops = 1;
   c.local_size = 16;
   c.flip_probability = c.jitter_probability = c.grayscale_probability = c.blur_probability = 0;

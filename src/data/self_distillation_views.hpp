@@ -1,6 +1,6 @@
 #pragma once
 // The student's local crops for the self-distillation phase (SILC / DINO augmentations; values in
-// SslViewsConfig and docs/data.md). The teacher's global view is the fixed-resolution image itself.
+// SelfDistillationViewsConfig and docs/data.md). The teacher's global view is the fixed-resolution image itself.
 #include <ATen/core/Tensor.h>
 
 #include <array>
@@ -16,6 +16,6 @@ std::array<int64_t, 4> random_resized_crop_box(int64_t height, int64_t width, do
 
 // float32 [local_crops, 3, local_size, local_size] in [-1, 1] from a uint8 [H, W, 3] image: random resized
 // crop (bilinear, antialiased), flip, colour jitter, grayscale, Gaussian blur, each with its probability.
-at::Tensor make_local_views(const at::Tensor& rgb_hwc_u8, const SslViewsConfig& config, DataRng& rng);
+at::Tensor make_local_views(const at::Tensor& rgb_hwc_u8, const SelfDistillationViewsConfig& config, DataRng& rng);
 
 }  // namespace siglip2

@@ -1,4 +1,4 @@
-#include "data/ssl_views.hpp"
+#include "data/self_distillation_views.hpp"
 
 #include <torch/torch.h>
 
@@ -38,7 +38,7 @@ at::Tensor blur(const at::Tensor& rgb01, double sigma) {
   return x.squeeze(1);
 }
 
-at::Tensor jitter(at::Tensor y, const SslViewsConfig& c, DataRng& rng) {
+at::Tensor jitter(at::Tensor y, const SelfDistillationViewsConfig& c, DataRng& rng) {
   const double b = uniform(rng, std::max(0.0, 1 - c.brightness), 1 + c.brightness);
   const double k = uniform(rng, std::max(0.0, 1 - c.contrast), 1 + c.contrast);
   const double s = uniform(rng, std::max(0.0, 1 - c.saturation), 1 + c.saturation);
@@ -81,7 +81,7 @@ std::array<int64_t, 4> random_resized_crop_box(int64_t height, int64_t width, do
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-at::Tensor make_local_views(const at::Tensor& rgb_hwc_u8, const SslViewsConfig& c, DataRng& rng) {
+at::Tensor make_local_views(const at::Tensor& rgb_hwc_u8, const SelfDistillationViewsConfig& c, DataRng& rng) {
   std::vector<at::Tensor> views;
   for (int64_t v = 0; v < c.local_crops; ++v) {
     const auto [top, left, h, w] =
