@@ -87,6 +87,7 @@ ours, ref = ([json.loads(l) for l in open(p) if l.strip()] for p in sys.argv[1:3
 rows = [("pairs/s", "pairs_per_s", "{:.2f}"), ("step ms", "step_ms", "{:.2f}"), ("forward ms", "forward_ms", "{:.2f}"),
         ("backward ms", "backward_ms", "{:.2f}"), ("optimizer ms", "optimizer_ms", "{:.2f}"),
         ("comm ms", "comm_ms", "{:.2f}"), ("peak MiB", "peak_mem_mib", "{:.0f}"),
+        ("activations MiB", "activation_mib", "{:.0f}"),
         ("train GFLOP/pair", "train_gflop_per_pair", "{:.3f}"), ("MFU", "mfu", "{:.2%}")]
 
 
@@ -107,5 +108,7 @@ for label, key, fmt in rows:
     print(f"  {label:<18}{cell(a):>12}{cell(b):>12}{'-' if ratio is None else f'{ratio:.2f}':>8}")
     summary[key] = {"siglip2": a, "pytorch": b, "ratio": ratio}
 print("  (ratio = siglip2 / pytorch: above 1 is better for pairs/s, below 1 for times and memory)")
+print("  (activations: siglip2 counts tensor bytes alive from the forward's end to the backward; the reference,\n"
+      "   the bytes its forward saves for backward, parameters excluded)")
 print("COMPARE " + json.dumps(summary))
 EOF

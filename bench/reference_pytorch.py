@@ -52,7 +52,13 @@ def parse_args(argv):
                     help="override a config key, e.g. model.vision.image_size=384 (repeatable)")
     ap.add_argument("--peak-tflops", type=float, default=0.0,
                     help="device peak for MFU in TFLOP/s (default: from the GPU's name; none on CPU)")
+    ap.add_argument("--activation-checkpointing", default="none",
+                    help="none or blocks: transformers' gradient checkpointing of every encoder layer "
+                         "(torch.utils.checkpoint, use_reentrant=True, as siglip2's)")
     a = ap.parse_args(argv)
+    if a.activation_checkpointing not in ("none", "blocks"):
+        raise UsageError(f"--activation-checkpointing {a.activation_checkpointing}: the PyTorch reference "
+                         "supports none and blocks")
     if a.objectives.replace(" ", "") != "sigmoid":
         raise UsageError(f"--objectives {a.objectives}: the PyTorch reference supports only 'sigmoid'")
     if a.batch < 1 or a.steps < 1 or a.warmup < 0 or a.threads < 0 or a.peak_tflops < 0:
@@ -146,7 +152,17 @@ def run(a):
     with device:
         model = cls(config)
     model.train()
+    if a.activation_checkpointing == "blocks":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     inputs = synthetic_inputs(section, config, a.batch, device)
+    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}  # storage -> bytes of the tensors the forward saves for backward (not the parameters)
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in param_storages:
+            saved[ptr] = t.untyped_storage().nbytes()
+        return t
     optimizer = torch.optim.AdamW(param_groups(model), lr=1e-3, betas=(0.9, 0.95))
     use_bf16 = a.precision == "bf16"
 
@@ -162,12 +178,15 @@ def run(a):
         torch.cuda.reset_peak_memory_stats()
 
     times = {"forward": [], "backward": [], "optimizer": [], "step": []}
+    activation_mib = 0.0
     for i in range(a.warmup + a.steps):
         sync()
         t0 = time.perf_counter()
-        with autocast():
+        saved.clear()
+        with autocast(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = model(**inputs)
             loss = sigmoid_loss(model, out)
+        activation_mib = max(activation_mib, sum(saved.values()) / 2**20)
         sync()
         t1 = time.perf_counter()
         loss.backward()
@@ -206,12 +225,15 @@ def run(a):
     print(f"  {'comm':<10}{0.0:>10.2f}{0.0:>8.1%}")
     print(f"  {'step':<10}{ms['step']:>10.2f}")
     print(f"  pairs/s {pairs_per_s:.2f} | train {train_flop / 1e9:.2f} GFLOP/pair (forward {fwd_flop / 1e9:.2f}) | "
-          f"peak memory {peak_mem:.0f} MiB | MFU {'-' if mfu is None else f'{mfu:.1%}'}")
+          f"peak memory {peak_mem:.0f} MiB | activations {activation_mib:.0f} MiB saved for backward "
+          f"(checkpointing {a.activation_checkpointing}) | MFU {'-' if mfu is None else f'{mfu:.1%}'}")
     result = {"impl": "pytorch", "model": name, "objectives": "sigmoid", "device": device_name,
               "precision": a.precision, "threads": torch.get_num_threads(), "batch": a.batch, "steps": a.steps,
               "pairs_per_s": round(pairs_per_s, 4), "step_ms": round(ms["step"], 4),
               "forward_ms": round(ms["forward"], 4), "backward_ms": round(ms["backward"], 4),
               "optimizer_ms": round(ms["optimizer"], 4), "comm_ms": 0.0, "peak_mem_mib": round(peak_mem, 1),
+              "activation_mib": round(activation_mib, 1),
+              "activation_checkpointing": 1 if a.activation_checkpointing == "blocks" else 0,
               "train_gflop_per_pair": round(train_flop / 1e9, 6), "mfu": None if mfu is None else round(mfu, 5)}
     print("RESULT " + json.dumps(result), flush=True)
 

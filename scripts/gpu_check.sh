@@ -111,6 +111,11 @@ check "training steps on CUDA, every objective, bf16" \
   "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision bf16 --objectives sigmoid,locca,self_distillation
 check "NaFlex training steps on CUDA, bf16" \
   "$BIN" bench --preset b16_naflex --batch 32 --steps 3 --device cuda --precision bf16 --objectives sigmoid,locca
+# Activation checkpointing on CUDA: the recomputation runs on the autograd device thread, with the CUDA
+# generator and bf16 autocast restored.
+check "training steps on CUDA with activation checkpointing, every objective, bf16" \
+  "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision bf16 \
+  --objectives sigmoid,locca,self_distillation --activation-checkpointing blocks
 
 # The trainer on CUDA (bf16 autocast): every objective, self-distillation from step 6, checkpoints, then a
 # resume that continues to step 12.
@@ -151,6 +156,19 @@ if "$BIN" bench --preset b16_256 --batch "$BATCH" --steps "$STEPS" --device cuda
 else
   tail -n 30 "$work/all.log"
   say "- FAIL: B/16 bench with every objective"
+  fail=1
+fi
+# Activation checkpointing at B/16, both implementations (the reference: transformers' gradient checkpointing).
+say ""
+say "B/16 @ 256 px, bf16, activation checkpointing of every block, $ROUNDS rounds each:"
+say ""
+if SIGLIP2_BIN="$BIN" bench/compare.sh --rounds "$ROUNDS" --preset b16_256 --batch "$BATCH" --steps "$STEPS" \
+    --device cuda --precision bf16 --activation-checkpointing blocks >"$work/compare_ac.log" 2>&1; then
+  sed -n '/^|/p' "$work/compare_ac.log" | tee -a "$report"
+  grep '^COMPARE ' "$work/compare_ac.log" | tee -a "$report" >/dev/null
+else
+  tail -n 40 "$work/compare_ac.log"
+  say "- FAIL: bench/compare.sh --activation-checkpointing blocks"
   fail=1
 fi
 

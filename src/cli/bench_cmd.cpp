@@ -27,6 +27,7 @@ struct BenchArgs {
   std::vector<std::string> overrides;
   BenchOptions o;
   std::string objectives = "sigmoid";
+  std::string activation_checkpointing;  // "" : as the config says
   int threads = 0;
   double peak_tflops = 0;
 };
@@ -46,6 +47,13 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
   std::cout << fmt::format("    comm         {:10.2f} ms (single process)\n", r.comm_ms);
   std::cout << fmt::format("  peak memory    {:10.1f} MiB{}\n", r.peak_mem_mib,
                            a.o.device == "cuda" ? " (allocated)" : " (resident, whole process)");
+  std::cout << fmt::format("  tensors        {:10.1f} MiB at a step's start (weights, optimizer state), peak {:.1f}\n",
+                           r.tensor_base_mib, r.tensor_peak_mib);
+  std::cout << fmt::format(
+      "  activations    {:10.1f} MiB held from forward to backward (activation checkpointing: {})\n", r.activation_mib,
+      cfg.train.activation_checkpointing == "every_n"
+          ? "every " + std::to_string(cfg.train.activation_checkpointing_every_n)
+          : cfg.train.activation_checkpointing);
   std::cout << fmt::format("  train GFLOP/pair {:8.2f} (3 x forward, two towers)\n", r.train_flop_per_pair / 1e9);
   std::cout << fmt::format("  achieved       {:10.2f} TFLOP/s\n", r.pairs_per_s * r.train_flop_per_pair / 1e12);
   if (r.peak_flops > 0)
@@ -67,6 +75,10 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
                       {"optimizer_ms", r.optimizer_ms},
                       {"comm_ms", r.comm_ms},
                       {"peak_mem_mib", r.peak_mem_mib},
+                      {"tensor_base_mib", r.tensor_base_mib},
+                      {"tensor_peak_mib", r.tensor_peak_mib},
+                      {"activation_mib", r.activation_mib},
+                      {"activation_checkpointing", cfg.train.checkpoint_every_n_blocks()},
                       {"train_gflop_per_pair", r.train_flop_per_pair / 1e9},
                       {"mfu", r.peak_flops > 0 ? nlohmann::json(r.mfu()) : nlohmann::json()}};
   std::cout << "RESULT " << j.dump() << std::endl;
@@ -92,6 +104,12 @@ void run_bench(BenchArgs& a) {
   std::vector<std::string> overrides = {"train.total_steps=1000000", "schedule.warmup_steps=0",
                                         "train.self_distillation=false"};
   overrides.insert(overrides.end(), a.overrides.begin(), a.overrides.end());
+  if (!a.activation_checkpointing.empty()) {
+    const size_t colon = a.activation_checkpointing.find(':');
+    overrides.push_back("train.activation_checkpointing=" + a.activation_checkpointing.substr(0, colon));
+    if (colon != std::string::npos)
+      overrides.push_back("train.activation_checkpointing_every_n=" + a.activation_checkpointing.substr(colon + 1));
+  }
   RunConfig cfg = config::load<RunConfig>(path, overrides);
   if (a.o.self_distillation && cfg.model.vision.naflex)
     throw UsageError("--objectives self_distillation: needs a fixed-resolution model");
@@ -119,6 +137,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--objectives", args->objectives,
                   "comma-separated: sigmoid (always), locca, self_distillation (fixed resolution only)");
+  cmd->add_option("--activation-checkpointing", args->activation_checkpointing,
+                  "none, blocks or every_n:N (sets train.activation_checkpointing and its every_n)");
   cmd->add_option("--threads", args->threads, "intra-op CPU threads (0: LibTorch's default)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--peak-tflops", args->peak_tflops,

@@ -70,7 +70,15 @@ EncoderImpl::EncoderImpl(int64_t depth, int64_t width, int64_t mlp, int64_t head
 }
 
 at::Tensor EncoderImpl::forward(at::Tensor x, const at::Tensor& attention_mask) {
-  for (const auto& layer : *layers) x = layer->as<EncoderLayerImpl>()->forward(x, attention_mask);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    std::shared_ptr<EncoderLayerImpl> layer = layers->ptr<EncoderLayerImpl>(i);
+    if (checkpointing.applies(static_cast<int64_t>(i)))
+      x = checkpointed([layer, attention_mask](const at::Tensor& in,
+                                               const at::Tensor&) { return layer->forward(in, attention_mask); },
+                       layer->parameters(), x);
+    else
+      x = layer->forward(x, attention_mask);
+  }
   return x;
 }
 

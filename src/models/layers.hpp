@@ -7,6 +7,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "models/activation_checkpointing.hpp"
+
 namespace siglip2 {
 
 struct MlpImpl : torch::nn::Module {
@@ -40,6 +42,7 @@ struct EncoderImpl : torch::nn::Module {
   EncoderImpl(int64_t depth, int64_t width, int64_t mlp, int64_t heads, double eps);
   at::Tensor forward(at::Tensor x, const at::Tensor& attention_mask = {});
   torch::nn::ModuleList layers{nullptr};
+  ActivationCheckpointing checkpointing;  // training: which blocks recompute in backward (none by default)
 };
 TORCH_MODULE(Encoder);
 

@@ -100,8 +100,21 @@ at::Tensor TextDecoderImpl::forward(const at::Tensor& inputs, const at::Tensor& 
   at::Tensor cross_attention_mask;
   if (encoder_attention_mask.defined())
     cross_attention_mask = encoder_attention_mask.to(at::kBool).view({b, 1, 1, image.size(1)});
-  for (const auto& layer : *layers)
-    x = layer->as<DecoderLayerImpl>()->forward(x, self_attention_mask, image, cross_attention_mask);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    std::shared_ptr<DecoderLayerImpl> layer = layers->ptr<DecoderLayerImpl>(i);
+    // Each layer reads the image through its own alias, so that its two uses (key and value projections)
+    // are summed before the layers' gradients are: the order a checkpointed layer sums them in, which keeps
+    // activation checkpointing bit-exact (activation_checkpointing.hpp).
+    const at::Tensor layer_image = image.alias();
+    if (checkpointing.applies(static_cast<int64_t>(i)))
+      x = checkpointed(
+          [layer, self_attention_mask, cross_attention_mask](const at::Tensor& in, const at::Tensor& image_in) {
+            return layer->forward(in, self_attention_mask, image_in, cross_attention_mask);
+          },
+          layer->parameters(), x, layer_image);
+    else
+      x = layer->forward(x, self_attention_mask, layer_image, cross_attention_mask);
+  }
   return final_layer_norm(x);
 }
 

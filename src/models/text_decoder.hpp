@@ -47,7 +47,8 @@ struct TextDecoderImpl : torch::nn::Module {
   at::Tensor position_embedding;  // [max_length, D]
   torch::nn::ModuleList layers{nullptr};
   torch::nn::LayerNorm final_layer_norm{nullptr};
-  torch::nn::Linear output{nullptr};  // [vocab, D], zero-initialised, not tied to the embedding
+  torch::nn::Linear output{nullptr};      // [vocab, D], zero-initialised, not tied to the embedding
+  ActivationCheckpointing checkpointing;  // training: which layers recompute in backward (none by default)
 };
 TORCH_MODULE(TextDecoder);
 

@@ -6,9 +6,11 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 
+#include "common/cpu_memory.hpp"
 #include "common/error.hpp"
 #include "siglip2/build_config.hpp"
 #include "train/batch.hpp"
@@ -27,6 +29,20 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+// Live tensor bytes on the device: what the CUDA caching allocator has handed out, or the counted CPU tensors.
+int64_t live_tensor_bytes(const c10::Device& device) {
+#if SIGLIP2_CONFIG_CUDA
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].current;
+  }
+#endif
+  (void)device;
+  return cpu_memory::live_bytes();
 }
 
 double cpu_peak_rss_mib() {
@@ -75,6 +91,7 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
 #endif
   r.peak_flops = o.peak_flops > 0 ? o.peak_flops : device_peak_flops(r.device_name);
 
+  if (!cuda) cpu_memory::install();  // before the model, so that every tensor of the run is counted
   TrainingModel m = build_training_model(cfg, o.locca, static_cast<uint64_t>(cfg.train.seed), device);
   if (o.self_distillation) m.start_self_distillation(cfg, static_cast<uint64_t>(cfg.train.seed));
   AdamOptimizer optimizer(cfg.optimizer, m.parameters());
@@ -97,9 +114,20 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     sync();
     const auto t0 = Clock::now();
     optimizer.zero_grad();
+    if (step == o.warmup) {
+      r.tensor_base_mib = static_cast<double>(live_tensor_bytes(device)) / kMiB;
+      if (!cuda) cpu_memory::reset_peak();
+#if SIGLIP2_CONFIG_CUDA
+      if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+    }
+    const int64_t before_forward = live_tensor_bytes(device);
     at::Tensor loss = training_losses(m.step_modules(), batch, cfg, step, bf16, nullptr).total;
     sync();
     const auto t1 = Clock::now();
+    if (timed)
+      r.activation_mib =
+          std::max(r.activation_mib, static_cast<double>(live_tensor_bytes(device) - before_forward) / kMiB);
     loss.backward();
     sync();
     const auto t2 = Clock::now();
@@ -124,12 +152,14 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   r.step_ms /= n;
   r.pairs_per_s = static_cast<double>(o.batch) / (r.step_ms / 1000.0);
   r.peak_mem_mib = cpu_peak_rss_mib();
+  r.tensor_peak_mib = static_cast<double>(cpu_memory::peak_bytes()) / kMiB;
 #if SIGLIP2_CONFIG_CUDA
   if (cuda) {
     auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
     r.peak_mem_mib = static_cast<double>(
                          stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
-                     (1024.0 * 1024.0);
+                     kMiB;
+    r.tensor_peak_mib = r.peak_mem_mib;
   }
 #endif
   return r;

@@ -25,7 +25,11 @@ struct BenchResult {
   int64_t batch = 0, steps = 0;
   double step_ms = 0, forward_ms = 0, backward_ms = 0, optimizer_ms = 0, comm_ms = 0;
   double pairs_per_s = 0;
-  double peak_mem_mib = 0;         // CUDA: peak allocated; CPU: peak resident set of the process
+  double peak_mem_mib = 0;  // CUDA: peak allocated; CPU: peak resident set of the process
+  // Tensor memory (CUDA: the caching allocator's allocated bytes; CPU: common/cpu_memory.hpp), MiB:
+  double activation_mib = 0;       // held between the end of the forward and the backward: the stored activations
+  double tensor_base_mib = 0;      // live when a step starts: weights, optimizer state, teacher, the batch
+  double tensor_peak_mib = 0;      // most live during the timed steps
   double train_flop_per_pair = 0;  // 3 x forward, two towers only
   double peak_flops = 0;           // 0 when unknown
   double mfu() const { return peak_flops > 0 ? pairs_per_s * train_flop_per_pair / peak_flops : 0; }

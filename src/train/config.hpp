@@ -98,6 +98,15 @@ struct TrainConfig {
   double logit_bias_init = -10.0;               // SigLIP at 32k batch; about -log(batch) suits small batches
   int64_t accumulation_steps = 1;               // > 1 is refused: see check()
   std::string init_from;  // fine-tuning: the towers start from this model (hf:DIR, a model directory or a checkpoint)
+  std::string activation_checkpointing = "none";  // none | blocks | every_n (models/activation_checkpointing.hpp)
+  int64_t activation_checkpointing_every_n = 2;
+
+  // Which blocks recompute in backward: every_n 0 (none), 1 (blocks) or N.
+  int64_t checkpoint_every_n_blocks() const {
+    if (activation_checkpointing == "blocks") return 1;
+    if (activation_checkpointing == "every_n") return activation_checkpointing_every_n;
+    return 0;
+  }
 
   template <class V>
   void visit(V& v) {
@@ -135,6 +144,12 @@ struct TrainConfig {
       "a run directory (its latest); the decoder and heads start fresh; empty: from scratch");
     v("logit_bias_init", logit_bias_init,
       "initial logit bias of a run from scratch (SigLIP: -10 at batch 32k; about -log(batch) for small batches)");
+    v("activation_checkpointing", activation_checkpointing,
+      "recompute transformer blocks (vision, text, decoder) in backward instead of storing their activations: "
+      "none, blocks (every block) or every_n (blocks 0, N, 2N, ...); gradients are unchanged",
+      config::one_of({"none", "blocks", "every_n"}));
+    v("activation_checkpointing_every_n", activation_checkpointing_every_n,
+      "N of activation_checkpointing: every_n (1 is the same as blocks)", greater_than<int64_t>(0));
   }
 };
 

@@ -95,6 +95,10 @@ TrainingModel build_training_model(const RunConfig& config, bool locca, uint64_t
     m.decoder = TextDecoder(config.model);
     m.decoder->to(device);
   }
+  const ActivationCheckpointing recompute{config.train.checkpoint_every_n_blocks()};
+  m.towers->vision_model->encoder->checkpointing = recompute;
+  m.towers->text_model->encoder->checkpointing = recompute;
+  if (m.decoder) m.decoder->checkpointing = recompute;
   return m;
 }
 

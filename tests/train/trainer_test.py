@@ -125,11 +125,28 @@ def main():
         same = len(tb) == len(rows) == 8 and all(abs(tb[r["step"]] - r["loss"]) <= 1e-6 * abs(r["loss"]) for r in rows)
         check("TensorBoard events equal metrics.jsonl (train/loss, 8 steps)", same, f"{tb} vs {rows[:2]}")
 
+        # Activation checkpointing recomputes blocks in backward: the same parameters, bit for bit, with every
+        # objective (sigmoid, LocCa, self-distillation from 50%).
+        for mode in ("blocks", "every_n"):
+            ac_out = os.path.join(d, "ac_" + mode)
+            r = train(write_config(d, ac_out), "--set", f"train.activation_checkpointing={mode}")
+            ok = r.returncode == 0
+            diff = max_diff(ref, final_params(ac_out)[0]) if ok else float("inf")
+            check(f"activation checkpointing '{mode}' equals storing the activations bit for bit "
+                  f"(max difference {diff})", ok and diff == 0.0, r.stderr[-1500:] if not ok else diff)
+
         # Two ranks over Gloo, same global batch: same parameters.
         two_out = os.path.join(d, "two")
         r = train(write_config(d, two_out), world=2)
         check("two-rank run finishes", r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:])
         if r.returncode == 0:
+            # With checkpointing, the gradient hooks that start each bucket's all-reduce fire in the
+            # recomputation's backward: the same parameters as without, bit for bit.
+            two_ac_out = os.path.join(d, "two_ac")
+            r_ac = train(write_config(d, two_ac_out), "--set", "train.activation_checkpointing=blocks", world=2)
+            diff = max_diff(final_params(two_out)[0], final_params(two_ac_out)[0]) if r_ac.returncode == 0 else None
+            check(f"two ranks with activation checkpointing equal two ranks without, bit for bit (max difference "
+                  f"{diff})", diff == 0.0, (r_ac.stderr[-1500:] if r_ac.returncode else diff))
             # Key biases are left out: softmax ignores them, so their gradient is exactly zero in exact
             # arithmetic and pure float32 rounding noise here, which Adam's normalisation turns into
             # lr-sized steps of either sign. Every other tensor must agree.
