@@ -18,7 +18,7 @@ import sys
 
 # (file name, title, does this key belong here?) in the order the figures are written; first match wins.
 GROUPS = [
-    ("losses", "losses", lambda k: k in ("loss", "sigmoid", "locca", "global_local", "masked") or "loss" in k),
+    ("losses", "losses", lambda k: k in ("loss", "sigmoid", "locca", "global_local", "masked") or k.startswith("ssl_") or "loss" in k),
     ("lr", "learning rate", lambda k: k == "lr" or k.startswith("lr_")),
     ("temperature_bias", "temperature t and bias b", lambda k: k in ("t", "b", "logit_scale", "logit_bias")),
     ("grad_norm", "gradient norm", lambda k: k == "grad_norm" or k.startswith("grad_")),

@@ -28,6 +28,7 @@ struct Wrapped {
   int64_t bytes;
 };
 std::mutex table_mutex;
+c10::Allocator* base_allocator = nullptr;  // the allocator wrapped, set once by install()
 std::unordered_map<void*, Wrapped>& table() {
   static auto* t = new std::unordered_map<void*, Wrapped>();  // never destroyed: frees may come at exit
   return *t;
@@ -38,7 +39,11 @@ void free_counted(void* data) {
   {
     std::lock_guard<std::mutex> lock(table_mutex);
     auto it = table().find(data);
-    if (it == table().end()) return;
+    if (it == table().end()) {
+      // Allocated before install() and released through the CPU allocator now: the wrapped one frees it.
+      if (base_allocator != nullptr && base_allocator->raw_deleter() != nullptr) base_allocator->raw_deleter()(data);
+      return;
+    }
     live.fetch_sub(it->second.bytes);
     inner = std::move(it->second.inner);
     table().erase(it);
@@ -77,7 +82,8 @@ std::atomic<bool> is_installed{false};
 
 void install() {
   std::call_once(once, [] {
-    static CountingAllocator counting(c10::GetCPUAllocator());
+    base_allocator = c10::GetCPUAllocator();
+    static CountingAllocator counting(base_allocator);
     c10::SetCPUAllocator(&counting, /*priority=*/1);
     is_installed = true;
   });

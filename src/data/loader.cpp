@@ -471,7 +471,7 @@ class Worker {
 
  private:
   // image.fast_decode: how far a JPEG may be scaled down while decoding and still cover what the
-  // transforms need (the resize target; with SSL views also the smallest local crop at full resolution).
+  // transforms need (the resize target; with self-distillation views also the smallest local crop at full resolution).
   DecodeReduction make_reduction() const {
     if (!s_.image.fast_decode) return nullptr;
     const ImageConfig image = s_.image;

@@ -7,8 +7,9 @@
 // This is torch.utils.checkpoint's reentrant variant (use_reentrant=True) written as a LibTorch custom
 // autograd function, since LibTorch C++ has no torch.utils.checkpoint. As there: the random-number state of
 // the CPU generator and of the input's CUDA device is saved before the forward and restored for the
-// recomputation (dropout draws the same masks twice), and so is bf16 autocast, which the recomputation on
-// an autograd device thread would otherwise not see. The block's parameters are inputs of the recorded
+// recomputation (dropout draws the same masks twice), and so is the autocast state of the input's device,
+// which the recomputation would otherwise not see (on CUDA it runs on an autograd device thread; on the CPU
+// after the step's autocast scope has closed). The block's parameters are inputs of the recorded
 // node, and the recomputation's gradients (for x, context and parameters) are its outputs: each parameter
 // is accumulated once per backward, from every use, as without checkpointing (train/grad_sync's bucket
 // hooks see a complete gradient; torch.utils.checkpoint's reentrant variant would accumulate per block

@@ -45,6 +45,30 @@ int64_t live_tensor_bytes(const c10::Device& device) {
   return cpu_memory::live_bytes();
 }
 
+void reset_peak_tensor_memory(const c10::Device& device) {
+#if SIGLIP2_CONFIG_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+    return;
+  }
+#endif
+  (void)device;
+  cpu_memory::reset_peak();
+}
+
+double peak_tensor_mib(const c10::Device& device) {
+#if SIGLIP2_CONFIG_CUDA
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return static_cast<double>(
+               stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
+           kMiB;
+  }
+#endif
+  (void)device;
+  return static_cast<double>(cpu_memory::peak_bytes()) / kMiB;
+}
+
 double cpu_peak_rss_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -103,9 +127,6 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   auto sync = [&] {
     if (cuda) torch::cuda::synchronize();
   };
-#if SIGLIP2_CONFIG_CUDA
-  if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-#endif
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   for (int64_t step = 0; step < o.warmup + o.steps; ++step) {
     const bool timed = step >= o.warmup;
@@ -116,10 +137,7 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     optimizer.zero_grad();
     if (step == o.warmup) {
       r.tensor_base_mib = static_cast<double>(live_tensor_bytes(device)) / kMiB;
-      if (!cuda) cpu_memory::reset_peak();
-#if SIGLIP2_CONFIG_CUDA
-      if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-#endif
+      reset_peak_tensor_memory(device);
     }
     const int64_t before_forward = live_tensor_bytes(device);
     at::Tensor loss = training_losses(m.step_modules(), batch, cfg, step, bf16, nullptr).total;
@@ -151,17 +169,8 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   r.optimizer_ms /= n;
   r.step_ms /= n;
   r.pairs_per_s = static_cast<double>(o.batch) / (r.step_ms / 1000.0);
-  r.peak_mem_mib = cpu_peak_rss_mib();
-  r.tensor_peak_mib = static_cast<double>(cpu_memory::peak_bytes()) / kMiB;
-#if SIGLIP2_CONFIG_CUDA
-  if (cuda) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    r.peak_mem_mib = static_cast<double>(
-                         stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
-                     kMiB;
-    r.tensor_peak_mib = r.peak_mem_mib;
-  }
-#endif
+  r.tensor_peak_mib = peak_tensor_mib(device);
+  r.peak_mem_mib = cuda ? r.tensor_peak_mib : cpu_peak_rss_mib();
   return r;
 }
 

@@ -99,7 +99,7 @@ struct TrainConfig {
   int64_t accumulation_steps = 1;               // > 1 is refused: see check()
   std::string init_from;  // fine-tuning: the towers start from this model (hf:DIR, a model directory or a checkpoint)
   std::string activation_checkpointing = "none";  // none | blocks | every_n (models/activation_checkpointing.hpp)
-  int64_t activation_checkpointing_every_n = 2;
+  int64_t activation_checkpointing_every_n = 0;   // N of every_n; 0: not set
 
   // Which blocks recompute in backward: every_n 0 (none), 1 (blocks) or N.
   int64_t checkpoint_every_n_blocks() const {
@@ -149,7 +149,8 @@ struct TrainConfig {
       "none, blocks (every block) or every_n (blocks 0, N, 2N, ...); gradients are unchanged",
       config::one_of({"none", "blocks", "every_n"}));
     v("activation_checkpointing_every_n", activation_checkpointing_every_n,
-      "N of activation_checkpointing: every_n (1 is the same as blocks)", greater_than<int64_t>(0));
+      "N of activation_checkpointing: every_n, required there and only there (1 is the same as blocks)",
+      config::at_least<int64_t>(0));
   }
 };
 
@@ -223,6 +224,12 @@ struct RunConfig {
              "would limit the sigmoid loss's negatives to each micro-batch and change the objective (an exact "
              "version must cache every micro-batch's embeddings, as open_clip's --accum-freq does); spread the "
              "batch over more ranks instead, which keeps the loss exact";
+    if (train.activation_checkpointing == "every_n" && train.activation_checkpointing_every_n == 0)
+      return "train.activation_checkpointing_every_n: required with activation_checkpointing: every_n (the N of "
+             "blocks 0, N, 2N, ... that are recomputed)";
+    if (train.activation_checkpointing != "every_n" && train.activation_checkpointing_every_n != 0)
+      return "train.activation_checkpointing_every_n: applies only with activation_checkpointing: every_n (it is " +
+             train.activation_checkpointing + ")";
     if (model.vision.naflex && train.self_distillation)
       return "train.self_distillation: a NaFlex tower is trained without the self-distillation losses (SigLIP 2's "
              "NaFlex branch); set it to false";

@@ -66,6 +66,8 @@ CONFIG_FILES = {
     "config-misspelt-required-section": ("trian.yaml", "trian:\n  total_steps: 10\n"),
     "config-trainer-sets-key": ("per_rank.yaml", "base: base.yaml\ndata:\n  batch_size: 8\n"),
     "config-image-not-model": ("naflex_image.yaml", "base: base.yaml\nimage:\n  naflex: true\n"),
+    "config-every-n-unused": ("every3.yaml", "base: base.yaml\ntrain:\n  activation_checkpointing: blocks\n"
+                              "  activation_checkpointing_every_n: 3\n"),
     "data-shards-url-refused": ("url.yaml", "base: base.yaml\ntokenizer:\n  model_file: none.model\ndata:\n"
                                 "  shards: [\"http://127.0.0.1:9/train/{000000..000007}.tar\"]\n"
                                 "  remote:\n    retries: 0\n"),

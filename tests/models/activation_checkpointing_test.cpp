@@ -1,5 +1,6 @@
 #include "models/activation_checkpointing.hpp"
 
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -75,8 +76,9 @@ struct CountAccumulations : torch::autograd::PostAccumulateGradHook {
 
 // Every gradient of towers and decoder after one backward of a loss that reaches all their outputs, and
 // how many times each was accumulated (train/grad_sync starts a bucket's all-reduce at the first).
+// `bf16`: the forward under CPU bf16 autocast, the losses and backward outside it, as train/step.cpp does.
 std::map<std::string, at::Tensor> gradients(Siglip2Model& towers, TextDecoder& decoder, const Inputs& in,
-                                            int64_t every_n, std::map<std::string, int>* accumulations) {
+                                            int64_t every_n, std::map<std::string, int>* accumulations, bool bf16) {
   for (auto* e : {towers->vision_model->encoder.get(), towers->text_model->encoder.get()})
     e->checkpointing.every_n = every_n;
   decoder->checkpointing.every_n = every_n;
@@ -89,6 +91,8 @@ std::map<std::string, at::Tensor> gradients(Siglip2Model& towers, TextDecoder& d
   };
   for (const auto& p : towers->named_parameters()) count(p.key(), p.value());
   for (const auto& p : decoder->named_parameters()) count("text_decoder." + p.key(), p.value());
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, bf16);
   VisionOutput v = towers->encode_image(in.image);
   TextOutput t = towers->encode_text(in.input_ids);
   at::Tensor d = decoder->forward(in.decoder_inputs, in.parallel, v.last_hidden_state, in.image.pixel_attention_mask);
@@ -97,9 +101,13 @@ std::map<std::string, at::Tensor> gradients(Siglip2Model& towers, TextDecoder& d
   VisionInput flipped = in.image;
   flipped.pixel_values = in.image.pixel_values.flip(1);
   VisionOutput v2 = towers->encode_image(flipped);
-  at::Tensor loss = (l2_normalize(v.pooler_output) * l2_normalize(t.pooler_output)).sum() +
-                    v2.pooler_output.pow(2).mean() + decoder->output(d).logsumexp(-1).mean() +
-                    t.last_hidden_state.pow(2).mean();
+  at::Tensor logits = decoder->output(d);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+  auto f32 = [](const at::Tensor& t) { return t.to(at::kFloat); };
+  at::Tensor loss = (l2_normalize(f32(v.pooler_output)) * l2_normalize(f32(t.pooler_output))).sum() +
+                    f32(v2.pooler_output).pow(2).mean() + f32(logits).logsumexp(-1).mean() +
+                    f32(t.last_hidden_state).pow(2).mean();
   loss.backward();
   for (const auto& p : hooked) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
   std::map<std::string, at::Tensor> out;
@@ -111,9 +119,12 @@ std::map<std::string, at::Tensor> gradients(Siglip2Model& towers, TextDecoder& d
 
 // Recomputing every block, or every second one, gives the gradients of storing the activations, bit for
 // bit on the CPU: the recomputation runs the same kernels on the same inputs, and every gradient sum is
-// taken in the same order. Fixed resolution and NaFlex (masked keys), towers and LocCa decoder.
+// taken in the same order. Fixed resolution and NaFlex (masked keys), towers and LocCa decoder, in fp32.
+// (Under bf16 autocast they differ at bf16 rounding when a weight serves several forwards of one step:
+// autocast casts it once and sums its gradients in bf16, a recomputed block casts again and the sum is in
+// float32. AutocastIsReplayed below checks the recomputation's precision.)
 TEST(ActivationCheckpointing, GradientsEqualStoringTheActivationsBitForBit) {
-  for (bool naflex : {false, true}) {
+  for (auto [naflex, bf16] : {std::pair{false, false}, std::pair{true, false}}) {
     const ModelConfig c = three_blocks(naflex);
     Siglip2Model towers(c);
     TextDecoder decoder(c);
@@ -123,10 +134,10 @@ TEST(ActivationCheckpointing, GradientsEqualStoringTheActivationsBitForBit) {
     }
     const Inputs in = inputs(c);
     std::map<std::string, int> plain_accumulations;
-    const auto plain = gradients(towers, decoder, in, 0, &plain_accumulations);
+    const auto plain = gradients(towers, decoder, in, 0, &plain_accumulations, bf16);
     for (int64_t every_n : {1, 2}) {
       std::map<std::string, int> accumulations;
-      const auto recomputed = gradients(towers, decoder, in, every_n, &accumulations);
+      const auto recomputed = gradients(towers, decoder, in, every_n, &accumulations, bf16);
       // Once per backward each, though the vision tower ran twice: what the bucketed all-reduce needs.
       EXPECT_EQ(accumulations, plain_accumulations);
       for (const auto& [name, n] : accumulations) EXPECT_EQ(n, 1) << name;
@@ -136,11 +147,43 @@ TEST(ActivationCheckpointing, GradientsEqualStoringTheActivationsBitForBit) {
         ASSERT_TRUE(g.defined()) << name;
         EXPECT_GT(g.abs().max().item<double>(), 0.0) << name << " has no gradient";
         EXPECT_TRUE(torch::equal(recomputed.at(name), g))
-            << (naflex ? "NaFlex " : "fixed ") << "every_n " << every_n << ": " << name << " differs by "
-            << (recomputed.at(name) - g).abs().max().item<double>();
+            << (naflex ? "NaFlex " : "fixed ") << (bf16 ? "bf16 " : "fp32 ") << "every_n " << every_n << ": " << name
+            << " differs by " << (recomputed.at(name) - g).abs().max().item<double>();
       }
     }
   }
+}
+
+// The recomputation runs under the autocast state of the forward, though backward comes after the
+// step's autocast scope has closed (on the CPU, the same thread): bf16 matrix products both times, and the
+// gradients of the plain call.
+TEST(ActivationCheckpointing, AutocastIsReplayed) {
+  const at::Tensor w = torch::randn({6, 6}).requires_grad_(true);
+  std::vector<at::ScalarType> seen;
+  auto block = [w, &seen](const at::Tensor& x, const at::Tensor&) {
+    at::Tensor y = at::matmul(x, w);
+    seen.push_back(y.scalar_type());
+    return y.to(at::kFloat).tanh();
+  };
+  const at::Tensor x0 = torch::randn({4, 6});
+  auto run = [&](bool checkpoint) {
+    seen.clear();
+    const at::Tensor x = x0.clone().requires_grad_(true);
+    w.mutable_grad() = at::Tensor();
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::Tensor y = checkpoint ? checkpointed(block, {w}, x) : block(x, {});
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    y.pow(2).sum().backward();
+    return std::make_pair(x.grad().clone(), w.grad().clone());
+  };
+  const auto [gx0, gw0] = run(false);
+  const auto [gx1, gw1] = run(true);
+  EXPECT_EQ(seen, (std::vector<at::ScalarType>{at::kBFloat16, at::kBFloat16}));  // forward, recomputation
+  EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU));                      // and put back after it
+  EXPECT_TRUE(torch::equal(gx0, gx1));
+  EXPECT_TRUE(torch::equal(gw0, gw1));
 }
 
 // A block that draws random numbers (dropout) draws the same ones when recomputed, so gradients equal

@@ -65,6 +65,9 @@ TEST(Siglip2Model, ParameterNamesAndShapesAreTheHuggingFaceOnes) {
   EXPECT_EQ(shapes_of(*naflex).at("vision_model.embeddings.patch_embedding.weight"), (V{32, 48}));
 }
 
+// Counting from a config builds the modules with meta kernels; the same constructors built for real must
+// give the same counts (nothing is lost or added by that path), and the B/16 numbers below are the outside
+// truth (model_info_parity compares every preset's names and shapes with transformers).
 TEST(Siglip2Model, CountsFromConfigEqualAllocatedParameters) {
   for (bool naflex : {false, true}) {
     ModelConfig c = tiny(naflex);

@@ -127,9 +127,9 @@ def main():
 
         # Activation checkpointing recomputes blocks in backward: the same parameters, bit for bit, with every
         # objective (sigmoid, LocCa, self-distillation from 50%).
-        for mode in ("blocks", "every_n"):
+        for mode, extra in (("blocks", []), ("every_n", ["--set", "train.activation_checkpointing_every_n=2"])):
             ac_out = os.path.join(d, "ac_" + mode)
-            r = train(write_config(d, ac_out), "--set", f"train.activation_checkpointing={mode}")
+            r = train(write_config(d, ac_out), "--set", f"train.activation_checkpointing={mode}", *extra)
             ok = r.returncode == 0
             diff = max_diff(ref, final_params(ac_out)[0]) if ok else float("inf")
             check(f"activation checkpointing '{mode}' equals storing the activations bit for bit "
