@@ -42,7 +42,7 @@ TEST(CpuMemory, CountsLiveAndPeakTensorBytes) {
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(cpu_memory::live_bytes(), base);
-  EXPECT_GE(cpu_memory::peak_bytes() - base, 4000);  // at least one thread's tensor was counted
+  EXPECT_GE(cpu_memory::peak_bytes() - base, 4000);        // at least one thread's tensor was counted
   EXPECT_EQ(before_install.sum().item<float>(), 1000.0f);  // freed later by the allocator that made it
 }
 
