@@ -133,18 +133,26 @@ check "CUDA run's checkpoint exports" "$BIN" export "$work/run/$(cat "$work/run/
   --out "$work/run-hf"
 
 # 3. B/16 at 256 px, bf16: ours against the PyTorch reference, alternating.
-say ""
-say "B/16 @ 256 px, bf16 autocast, batch $BATCH, $STEPS timed steps, sigmoid loss, $ROUNDS rounds each:"
-say ""
-if SIGLIP2_BIN="$BIN" bench/compare.sh --rounds "$ROUNDS" --preset b16_256 --batch "$BATCH" --steps "$STEPS" \
-    --device cuda --precision bf16 >"$work/compare.log" 2>&1; then
-  sed -n '/^|/p' "$work/compare.log" | tee -a "$report"
-  grep '^COMPARE ' "$work/compare.log" | tee -a "$report" >/dev/null
-else
-  tail -n 40 "$work/compare.log"
-  say "- FAIL: bench/compare.sh"
-  fail=1
-fi
+# compare_b16 TITLE LOG [ARGS...]: bench/compare.sh at B/16 @ 256, bf16; its table of medians into the report.
+compare_b16() {
+  local title=$1 log=$2
+  shift 2
+  say ""
+  say "$title"
+  say ""
+  if SIGLIP2_BIN="$BIN" bench/compare.sh --rounds "$ROUNDS" --preset b16_256 --batch "$BATCH" --steps "$STEPS" \
+      --device cuda --precision bf16 "$@" >"$log" 2>&1; then
+    say '```'
+    sed -n '/^medians over/,/^COMPARE /p' "$log" | tee -a "$report"
+    say '```'
+  else
+    tail -n 40 "$log"
+    say "- FAIL: bench/compare.sh $*"
+    fail=1
+  fi
+}
+compare_b16 "B/16 @ 256 px, bf16 autocast, batch $BATCH, $STEPS timed steps, sigmoid loss, $ROUNDS rounds each:" \
+  "$work/compare.log"
 if "$BIN" bench --preset b16_256 --batch "$BATCH" --steps "$STEPS" --device cuda --precision bf16 \
     --objectives sigmoid,locca,self_distillation >"$work/all.log" 2>&1; then
   say ""
@@ -159,22 +167,13 @@ else
   fail=1
 fi
 # Activation checkpointing at B/16, both implementations (the reference: transformers' gradient checkpointing).
-say ""
-say "B/16 @ 256 px, bf16, activation checkpointing of every block, $ROUNDS rounds each:"
-say ""
-if SIGLIP2_BIN="$BIN" bench/compare.sh --rounds "$ROUNDS" --preset b16_256 --batch "$BATCH" --steps "$STEPS" \
-    --device cuda --precision bf16 --activation-checkpointing blocks >"$work/compare_ac.log" 2>&1; then
-  sed -n '/^|/p' "$work/compare_ac.log" | tee -a "$report"
-  grep '^COMPARE ' "$work/compare_ac.log" | tee -a "$report" >/dev/null
-else
-  tail -n 40 "$work/compare_ac.log"
-  say "- FAIL: bench/compare.sh --activation-checkpointing blocks"
-  fail=1
-fi
+compare_b16 "B/16 @ 256 px, bf16, activation checkpointing of every block, $ROUNDS rounds each:" \
+  "$work/compare_ac.log" --activation-checkpointing blocks
 
 if [ -n "${OUT:-}" ]; then
   cp "$report" "$OUT/gpu_check.md"
   cp "$work/compare.log" "$OUT/compare.log" 2>/dev/null || true
+  cp "$work/compare_ac.log" "$OUT/compare_ac.log" 2>/dev/null || true
 fi
 echo
 echo "gpu_check: $([ $fail = 0 ] && echo 'all checks passed' || echo 'some checks FAILED')"

@@ -13,27 +13,13 @@
 
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
+#include "tiny_model.hpp"
 
 namespace siglip2 {
 namespace {
 
 ModelConfig three_blocks(bool naflex) {
-  ModelConfig c;
-  c.vision.hidden_size = 32;
-  c.vision.intermediate_size = 64;
-  c.vision.num_hidden_layers = 3;
-  c.vision.num_attention_heads = 4;
-  c.vision.patch_size = 4;
-  c.vision.image_size = 16;
-  c.vision.naflex = naflex;
-  c.vision.num_patches = 16;
-  c.text.vocab_size = 50;
-  c.text.hidden_size = 24;
-  c.text.intermediate_size = 48;
-  c.text.num_hidden_layers = 3;
-  c.text.num_attention_heads = 2;
-  c.text.max_position_embeddings = 8;
-  c.text.projection_size = 32;
+  ModelConfig c = testing::tiny_model(naflex, 3);
   c.decoder.num_hidden_layers = 3;
   c.decoder.max_length = 6;
   return c;
@@ -181,7 +167,7 @@ TEST(ActivationCheckpointing, AutocastIsReplayed) {
   const auto [gx0, gw0] = run(false);
   const auto [gx1, gw1] = run(true);
   EXPECT_EQ(seen, (std::vector<at::ScalarType>{at::kBFloat16, at::kBFloat16}));  // forward, recomputation
-  EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU));                      // and put back after it
+  EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU));                     // and put back after it
   EXPECT_TRUE(torch::equal(gx0, gx1));
   EXPECT_TRUE(torch::equal(gw0, gw1));
 }

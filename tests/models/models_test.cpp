@@ -7,27 +7,13 @@
 #include <map>
 #include <set>
 
+#include "tiny_model.hpp"
+
 namespace siglip2 {
 namespace {
 
 ModelConfig tiny(bool naflex) {
-  ModelConfig c;
-  c.vision.hidden_size = 32;
-  c.vision.intermediate_size = 64;
-  c.vision.num_hidden_layers = 2;
-  c.vision.num_attention_heads = 4;
-  c.vision.patch_size = 4;
-  c.vision.image_size = 16;
-  c.vision.naflex = naflex;
-  c.vision.num_patches = 16;
-  c.text.vocab_size = 50;
-  c.text.hidden_size = 24;
-  c.text.intermediate_size = 48;
-  c.text.num_hidden_layers = 2;
-  c.text.num_attention_heads = 2;
-  c.text.max_position_embeddings = 8;
-  c.text.projection_size = 32;
-  return c;
+  return testing::tiny_model(naflex);
 }
 
 std::map<std::string, std::vector<int64_t>> shapes_of(Siglip2ModelImpl& m) {
