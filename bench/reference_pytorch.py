@@ -235,7 +235,7 @@ def run(a):
               "forward_ms": round(ms["forward"], 4), "backward_ms": round(ms["backward"], 4),
               "optimizer_ms": round(ms["optimizer"], 4), "comm_ms": 0.0, "peak_mem_mib": round(peak_mem, 1),
               "activation_mib": round(activation_mib, 1),
-              "activation_checkpointing": 1 if a.activation_checkpointing == "blocks" else 0,
+              "activation_checkpointing": a.activation_checkpointing,
               "train_gflop_per_pair": round(train_flop / 1e9, 6), "mfu": None if mfu is None else round(mfu, 5)}
     print("RESULT " + json.dumps(result), flush=True)
 

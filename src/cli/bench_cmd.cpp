@@ -47,13 +47,15 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
   std::cout << fmt::format("    comm         {:10.2f} ms (single process)\n", r.comm_ms);
   std::cout << fmt::format("  peak memory    {:10.1f} MiB{}\n", r.peak_mem_mib,
                            a.o.device == "cuda" ? " (allocated)" : " (resident, whole process)");
-  std::cout << fmt::format("  tensors        {:10.1f} MiB at a step's start (weights, optimizer state), peak {:.1f}\n",
-                           r.tensor_base_mib, r.tensor_peak_mib);
+  std::cout << fmt::format(
+      "  tensors        {:10.1f} MiB at a step's start (weights, optimizer state), peak {:.1f} MiB\n",
+      r.tensor_base_mib, r.tensor_peak_mib);
+  const std::string checkpointing = cfg.train.activation_checkpointing == "every_n"
+                                        ? "every_n:" + std::to_string(cfg.train.activation_checkpointing_every_n)
+                                        : cfg.train.activation_checkpointing;
   std::cout << fmt::format(
       "  activations    {:10.1f} MiB held from forward to backward (activation checkpointing: {})\n", r.activation_mib,
-      cfg.train.activation_checkpointing == "every_n"
-          ? "every " + std::to_string(cfg.train.activation_checkpointing_every_n)
-          : cfg.train.activation_checkpointing);
+      checkpointing);
   std::cout << fmt::format("  train GFLOP/pair {:8.2f} (3 x forward, two towers)\n", r.train_flop_per_pair / 1e9);
   std::cout << fmt::format("  achieved       {:10.2f} TFLOP/s\n", r.pairs_per_s * r.train_flop_per_pair / 1e12);
   if (r.peak_flops > 0)
@@ -78,7 +80,7 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
                       {"tensor_base_mib", r.tensor_base_mib},
                       {"tensor_peak_mib", r.tensor_peak_mib},
                       {"activation_mib", r.activation_mib},
-                      {"activation_checkpointing", cfg.train.checkpoint_every_n_blocks()},
+                      {"activation_checkpointing", checkpointing},
                       {"train_gflop_per_pair", r.train_flop_per_pair / 1e9},
                       {"mfu", r.peak_flops > 0 ? nlohmann::json(r.mfu()) : nlohmann::json()}};
   std::cout << "RESULT " << j.dump() << std::endl;
@@ -106,6 +108,10 @@ void run_bench(BenchArgs& a) {
   overrides.insert(overrides.end(), a.overrides.begin(), a.overrides.end());
   if (!a.activation_checkpointing.empty()) {
     const size_t colon = a.activation_checkpointing.find(':');
+    const std::string mode = a.activation_checkpointing.substr(0, colon);
+    if ((mode == "every_n") != (colon != std::string::npos))
+      throw UsageError("--activation-checkpointing " + a.activation_checkpointing +
+                       ": none, blocks, or every_n:N (blocks 0, N, 2N, ... recomputed)");
     overrides.push_back("train.activation_checkpointing=" + a.activation_checkpointing.substr(0, colon));
     if (colon != std::string::npos)
       overrides.push_back("train.activation_checkpointing_every_n=" + a.activation_checkpointing.substr(colon + 1));

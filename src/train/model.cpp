@@ -99,6 +99,11 @@ TrainingModel build_training_model(const RunConfig& config, bool locca, uint64_t
   m.towers->vision_model->encoder->checkpointing = recompute;
   m.towers->text_model->encoder->checkpointing = recompute;
   if (m.decoder) m.decoder->checkpointing = recompute;
+  if (recompute.every_n == 1)
+    log_info("activation checkpointing: every transformer block recomputes in backward");
+  else if (recompute.every_n > 1)
+    log_info(fmt::format("activation checkpointing: blocks 0, {0}, {1}, ... recompute in backward", recompute.every_n,
+                         2 * recompute.every_n));
   return m;
 }
 
