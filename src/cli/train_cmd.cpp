@@ -22,6 +22,7 @@ void add_train_command(CLI::App& app) {
     std::vector<std::string> overrides;
     bool no_resume = false;
     int64_t nan_step = -1;
+    int64_t kill_step = -1;
     std::string init_from;
   };
   auto args = std::make_shared<Args>();
@@ -34,6 +35,8 @@ void add_train_command(CLI::App& app) {
                   "fine-tune: start the towers from hf:DIR, a model directory or a checkpoint (sets train.init_from)");
   cmd->add_option("--debug-nan-at-step", args->nan_step,
                   "testing: make the loss of this step NaN once, to exercise the rollback");
+  cmd->add_option("--debug-sigkill-in-step", args->kill_step,
+                  "testing: SIGKILL this process after the first micro-batch's backward of this step");
   cmd->callback([args] {
     RunConfig cfg = config::load<RunConfig>(args->file, args->overrides);
     if (!args->init_from.empty()) cfg.train.init_from = args->init_from;
@@ -47,6 +50,7 @@ void add_train_command(CLI::App& app) {
     }
     o.config_yaml = config::dump(saved);
     o.inject_nan_at_step = args->nan_step;
+    o.sigkill_in_step = args->kill_step;
     if (!cfg.train.init_from.empty()) {
       std::string dir = cfg.train.init_from;
       const bool hf = dir.rfind("hf:", 0) == 0;

@@ -67,20 +67,31 @@ at::Tensor chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& wei
   return ChunkedCrossEntropy::apply(hidden, weight, bias, targets, chunk);
 }
 
+std::vector<double> locca_denominators(const std::vector<DecoderTask>& tasks, Collectives* comm) {
+  at::Tensor counts = at::empty({static_cast<int64_t>(tasks.size())}, at::kDouble);
+  for (size_t i = 0; i < tasks.size(); ++i) counts[i] = tasks[i].loss_mask.to(at::kBool).sum().item<double>();
+  if (comm && comm->world_size() > 1) {
+    comm->all_reduce_sum(counts);
+    counts /= comm->world_size();
+  }
+  std::vector<double> denominators;
+  for (size_t i = 0; i < tasks.size(); ++i) denominators.push_back(std::max(1.0, counts[i].item<double>()));
+  return denominators;
+}
+
 at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens,
                       const at::Tensor& encoder_attention_mask, const std::vector<DecoderTask>& tasks, int64_t start_id,
                       const LoccaLossConfig& config, Collectives* comm) {
   TORCH_CHECK(!tasks.empty(), "locca_loss needs at least one task");
-  std::vector<double> denominators;
-  {
-    at::Tensor counts = at::empty({static_cast<int64_t>(tasks.size())}, at::kDouble);
-    for (size_t i = 0; i < tasks.size(); ++i) counts[i] = tasks[i].loss_mask.to(at::kBool).sum().item<double>();
-    if (comm && comm->world_size() > 1) {
-      comm->all_reduce_sum(counts);
-      counts /= comm->world_size();
-    }
-    for (size_t i = 0; i < tasks.size(); ++i) denominators.push_back(std::max(1.0, counts[i].item<double>()));
-  }
+  return locca_loss(decoder, image_tokens, encoder_attention_mask, tasks, start_id, config,
+                    locca_denominators(tasks, comm));
+}
+
+at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens,
+                      const at::Tensor& encoder_attention_mask, const std::vector<DecoderTask>& tasks, int64_t start_id,
+                      const LoccaLossConfig& config, const std::vector<double>& denominators) {
+  TORCH_CHECK(!tasks.empty(), "locca_loss needs at least one task");
+  TORCH_CHECK(denominators.size() == tasks.size(), "locca_loss needs one normaliser per task");
   at::Tensor total;
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& task = tasks[i];

@@ -42,4 +42,14 @@ at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens,
                       const at::Tensor& encoder_attention_mask, const std::vector<DecoderTask>& tasks, int64_t start_id,
                       const LoccaLossConfig& config, Collectives* comm = nullptr);
 
+// Each task's normaliser in locca_loss: its counted tokens over all ranks / W (at least 1). One
+// collective when `comm` has several ranks.
+std::vector<double> locca_denominators(const std::vector<DecoderTask>& tasks, Collectives* comm);
+
+// locca_loss with the normalisers given: the loss of a micro-batch with the whole batch's normalisers,
+// so that the micro-batches' losses sum to the whole batch's (gradient accumulation). No collective.
+at::Tensor locca_loss(TextDecoderImpl& decoder, const at::Tensor& image_tokens,
+                      const at::Tensor& encoder_attention_mask, const std::vector<DecoderTask>& tasks, int64_t start_id,
+                      const LoccaLossConfig& config, const std::vector<double>& denominators);
+
 }  // namespace siglip2

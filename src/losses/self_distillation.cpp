@@ -108,20 +108,30 @@ double SelfDistillation::teacher_temperature(int64_t step) const {
   return config_.teacher_temperature_start + f * (config_.teacher_temperature - config_.teacher_temperature_start);
 }
 
-void SelfDistillation::update_center(at::Tensor& center, const at::Tensor& teacher_logits, Collectives* comm) {
+void SelfDistillation::update_center(at::Tensor& center, const at::Tensor& row_sum, int64_t rows, Collectives* comm) {
   torch::NoGradGuard g;
   // The batch mean over all ranks, so every rank keeps the same centre.
-  at::Tensor stats = at::cat({teacher_logits.detach().to(center.scalar_type()).sum(0),
-                              at::full({1}, static_cast<double>(teacher_logits.size(0)), center.options())});
+  at::Tensor stats =
+      at::cat({row_sum.to(center.scalar_type()), at::full({1}, static_cast<double>(rows), center.options())});
   if (comm && comm->world_size() > 1) comm->all_reduce_sum(stats);
   at::Tensor mean = stats.narrow(0, 0, center.size(0)) / stats[center.size(0)];
   center.mul_(config_.center_momentum).add_(mean.to(center.device()), 1.0 - config_.center_momentum);
 }
 
+void SelfDistillation::update_centers(const TeacherLogitSums& sums, Collectives* comm) {
+  TORCH_CHECK(sums.global.defined() && sums.patch.defined(), "update_centers: no teacher logits were summed");
+  update_center(center_global, sums.global, sums.global_rows, comm);
+  update_center(center_patch, sums.patch, sums.patch_rows, comm);
+}
+
+at::Tensor SelfDistillation::weighted_total(const at::Tensor& global_local, const at::Tensor& masked) const {
+  return config_.size_factor * (config_.global_local_weight * global_local + config_.masked_weight * masked);
+}
+
 SelfDistillationLosses SelfDistillation::forward(VisionTransformerImpl& student, SelfDistillationHeadsImpl& heads,
                                                  EmaTeacher& teacher, const at::Tensor& pixel_values,
                                                  const at::Tensor& local_views, const at::Tensor& bool_masked_pos,
-                                                 int64_t step, Collectives* comm, bool update_centers) {
+                                                 int64_t step, Collectives* comm, TeacherLogitSums* deferred_centers) {
   const int64_t b = pixel_values.size(0);
   TORCH_CHECK(local_views.size(0) % b == 0,
               "local_views must hold the same number of crops for every image of pixel_values");
@@ -158,12 +168,24 @@ SelfDistillationLosses SelfDistillation::forward(VisionTransformerImpl& student,
       heads.patch_head(s.last_hidden_state.reshape({-1, s.last_hidden_state.size(2)}).index_select(0, masked_index));
   out.masked = dino_cross_entropy(s_patch, t_patch, {}, center_patch, ts, tt);
 
-  if (update_centers) {
-    update_center(center_global, t_global, comm);
-    update_center(center_patch, t_patch, comm);
+  out.global_local_rows = s_local.size(0);
+  out.masked_rows = s_patch.size(0);
+  {
+    torch::NoGradGuard g;
+    at::Tensor global_sum = t_global.detach().to(center_global.scalar_type()).sum(0);
+    at::Tensor patch_sum = t_patch.detach().to(center_patch.scalar_type()).sum(0);
+    if (deferred_centers) {
+      TeacherLogitSums& d = *deferred_centers;
+      d.global = d.global.defined() ? d.global + global_sum : global_sum;
+      d.patch = d.patch.defined() ? d.patch + patch_sum : patch_sum;
+      d.global_rows += t_global.size(0);
+      d.patch_rows += t_patch.size(0);
+    } else {
+      update_center(center_global, global_sum, t_global.size(0), comm);
+      update_center(center_patch, patch_sum, t_patch.size(0), comm);
+    }
   }
-  out.total =
-      config_.size_factor * (config_.global_local_weight * out.global_local + config_.masked_weight * out.masked);
+  out.total = weighted_total(out.global_local, out.masked);
   return out;
 }
 

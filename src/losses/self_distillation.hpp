@@ -102,6 +102,15 @@ at::Tensor dino_cross_entropy(const at::Tensor& student_logits, const at::Tensor
 
 struct SelfDistillationLosses {
   at::Tensor global_local, masked, total;  // total = size_factor * (w1 * global_local + w2 * masked)
+  int64_t global_local_rows = 0;           // the rows each mean is over: local crops, masked patches
+  int64_t masked_rows = 0;
+};
+
+// The teacher's logits summed over rows, for a centre update deferred to the end of an accumulated
+// step (one update from the whole batch, as without accumulation). Sums are [K], float32.
+struct TeacherLogitSums {
+  at::Tensor global, patch;
+  int64_t global_rows = 0, patch_rows = 0;
 };
 
 class SelfDistillation {
@@ -111,14 +120,21 @@ class SelfDistillation {
   // pixel_values: the global views, [B, 3, H, W] at the tower's resolution; local_views: [B * n, 3, h, w]
   // (n local crops per image, image-major: crops of image 0 first); bool_masked_pos [B, S]: true = the
   // student sees the mask token there (src/data/patch_mask.hpp draws it).
+  // The centres are updated from this batch's teacher logits (over all ranks, one collective), after
+  // the losses used them; with `deferred_centers` the logits are added there instead and nothing is
+  // updated until update_centers().
   SelfDistillationLosses forward(VisionTransformerImpl& student, SelfDistillationHeadsImpl& heads, EmaTeacher& teacher,
                                  const at::Tensor& pixel_values, const at::Tensor& local_views,
                                  const at::Tensor& bool_masked_pos, int64_t step_in_phase, Collectives* comm,
-                                 bool update_centers = true);
+                                 TeacherLogitSums* deferred_centers = nullptr);
+  // The centre update of forward() from logits summed over several calls (one collective with ranks).
+  void update_centers(const TeacherLogitSums& sums, Collectives* comm);
+  // size_factor * (global_local_weight * global_local + masked_weight * masked).
+  at::Tensor weighted_total(const at::Tensor& global_local, const at::Tensor& masked) const;
   at::Tensor center_global, center_patch;  // [K] running means of the teacher's logits (saved in checkpoints)
 
  private:
-  void update_center(at::Tensor& center, const at::Tensor& teacher_logits, Collectives* comm);
+  void update_center(at::Tensor& center, const at::Tensor& row_sum, int64_t rows, Collectives* comm);
   SelfDistillationConfig config_;
 };
 

@@ -34,11 +34,43 @@ Batch to_device(Batch b, const c10::Device& device) {
   return b;
 }
 
+std::vector<Batch> split_batch(const Batch& batch, int64_t parts) {
+  TORCH_CHECK(parts > 0, "split_batch: parts must be positive");
+  const int64_t n = batch.pixel_values.size(0);
+  parts = std::min(parts, n);
+  const int64_t crops = batch.local_views.defined() ? batch.local_views.size(0) / n : 0;
+  auto rows = [](const at::Tensor& t, int64_t begin, int64_t size) {
+    return t.defined() ? t.narrow(0, begin, size) : t;
+  };
+  std::vector<Batch> out;
+  for (int64_t i = 0, begin = 0; i < parts; ++i) {
+    const int64_t size = n / parts + (i < n % parts ? 1 : 0);
+    Batch m;
+    if (!batch.keys.empty())
+      m.keys.assign(batch.keys.begin() + begin, batch.keys.begin() + begin + size);
+    m.pixel_values = rows(batch.pixel_values, begin, size);
+    m.pixel_attention_mask = rows(batch.pixel_attention_mask, begin, size);
+    m.spatial_shapes = rows(batch.spatial_shapes, begin, size);
+    m.input_ids = rows(batch.input_ids, begin, size);
+    m.labels = rows(batch.labels, begin, size);
+    m.local_views = rows(batch.local_views, begin * crops, size * crops);
+    m.bool_masked_pos = rows(batch.bool_masked_pos, begin, size);
+    if (batch.locca) {
+      m.locca.emplace();
+      const LoccaTargets& l = *batch.locca;
+      for (auto [dst, src] : {std::pair{&m.locca->caption, &l.caption}, std::pair{&m.locca->referring, &l.referring},
+                              std::pair{&m.locca->grounded, &l.grounded}})
+        *dst = {rows(src->targets, begin, size), rows(src->loss_mask, begin, size), rows(src->parallel, begin, size)};
+    }
+    out.push_back(std::move(m));
+    begin += size;
+  }
+  return out;
+}
+
 SyntheticBatches::SyntheticBatches(const RunConfig& config, int rank, int world)
     : config_(config), rank_(rank), world_(world) {
-  if (config.train.batch_size % world != 0)
-    throw ConfigError("train.batch_size " + std::to_string(config.train.batch_size) +
-                      " is not divisible by the world size " + std::to_string(world));
+  if (std::string why = config.train.check_world_size(world); !why.empty()) throw ConfigError(why);
   if (config.model.vision.naflex && config.train.self_distillation)
     throw ConfigError(
         "train.self_distillation: the self-distillation losses need a fixed-resolution tower (NaFlex "
@@ -95,9 +127,7 @@ class WebDatasetBatches final : public BatchSource {
  public:
   WebDatasetBatches(const RunConfig& c, int rank, int world, const nlohmann::json& resume)
       : config_(c), rank_(rank), tokenizer_(Tokenizer::load(c.tokenizer)) {
-    if (c.train.batch_size % world != 0)
-      throw ConfigError("train.batch_size " + std::to_string(c.train.batch_size) +
-                        " is not divisible by the world size " + std::to_string(world));
+    if (std::string why = c.train.check_world_size(world); !why.empty()) throw ConfigError(why);
     if (c.data.shards.empty()) throw ConfigError("data.shards: no training shards given");
     LoaderConfig lc = c.data;
     lc.batch_size = c.train.batch_size / world;

@@ -15,6 +15,11 @@ namespace siglip2 {
 // The batch on `device` (a no-op on the CPU); copies from pinned memory do not block the host.
 Batch to_device(Batch batch, const c10::Device& device);
 
+// `parts` micro-batches of `batch` along its examples, in order, for gradient accumulation: sizes differ
+// by at most one (the first ones larger), and there are fewer when the batch has fewer examples. Every
+// per-example tensor is sliced (local crops image-major, decoder tasks, keys); slices share storage.
+std::vector<Batch> split_batch(const Batch& batch, int64_t parts);
+
 class BatchSource {
  public:
   virtual ~BatchSource() = default;

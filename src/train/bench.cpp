@@ -97,6 +97,7 @@ std::string cuda_device_name(int index) {
 BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o) {
   RunConfig cfg = base;
   cfg.train.batch_size = o.batch;
+  if (std::string why = cfg.train.check_world_size(1); !why.empty()) throw UsageError("--batch: " + why);
   cfg.train.total_steps = o.warmup + o.steps;
   cfg.train.locca = o.locca;
   cfg.train.self_distillation = o.self_distillation;
@@ -120,9 +121,11 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   if (o.self_distillation) m.start_self_distillation(cfg, static_cast<uint64_t>(cfg.train.seed));
   AdamOptimizer optimizer(cfg.optimizer, m.parameters());
 
-  // One batch, drawn once and reused, so the timing holds no data generation.
+  // One batch, drawn once and reused, so the timing holds no data generation. Accumulation keeps it on
+  // the host and moves one micro-batch at a time, as the trainer does.
+  const int64_t micro_batches = cfg.train.accumulation_steps;
   Batch batch = SyntheticBatches(cfg, 0, 1).next(0);
-  batch = to_device(std::move(batch), device);
+  if (micro_batches == 1) batch = to_device(std::move(batch), device);
 
   auto sync = [&] {
     if (cuda) torch::cuda::synchronize();
@@ -140,13 +143,19 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
       reset_peak_tensor_memory(device);
     }
     const int64_t before_forward = live_tensor_bytes(device);
-    at::Tensor loss = training_losses(m.step_modules(), batch, cfg, step, bf16, nullptr).total;
+    at::Tensor loss;
+    if (micro_batches > 1) {  // forward and backward interleaved: all of it counts as forward
+      loss =
+          accumulate_gradients(m.step_modules(), batch, micro_batches, cfg, step, bf16, device, nullptr, nullptr).total;
+    } else {
+      loss = training_losses(m.step_modules(), batch, cfg, step, bf16, nullptr).total;
+    }
     sync();
     const auto t1 = Clock::now();
-    if (timed)
+    if (timed && micro_batches == 1)
       r.activation_mib =
           std::max(r.activation_mib, static_cast<double>(live_tensor_bytes(device) - before_forward) / kMiB);
-    loss.backward();
+    if (micro_batches == 1) loss.backward();
     sync();
     const auto t2 = Clock::now();
     optimizer.step(1.0);

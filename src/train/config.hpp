@@ -96,10 +96,24 @@ struct TrainConfig {
   int64_t max_rollbacks = 5;
   double logit_scale_init = 2.302585092994046;  // log 10 (SigLIP)
   double logit_bias_init = -10.0;               // SigLIP at 32k batch; about -log(batch) suits small batches
-  int64_t accumulation_steps = 1;               // > 1 is refused: see check()
+  int64_t accumulation_steps = 1;               // micro-batches per step (GradCache: every negative kept)
   std::string init_from;  // fine-tuning: the towers start from this model (hf:DIR, a model directory or a checkpoint)
   std::string activation_checkpointing = "none";  // none | blocks | every_n (models/activation_checkpointing.hpp)
   int64_t activation_checkpointing_every_n = 0;   // N of every_n; 0: not set
+
+  // What the batch settings leave wrong on `world` ranks ("" = nothing): the global batch must split
+  // evenly over ranks, and each rank's share into accumulation_steps non-empty micro-batches.
+  std::string check_world_size(int64_t world) const {
+    if (batch_size % world != 0)
+      return "train.batch_size " + std::to_string(batch_size) + " is not divisible by the world size " +
+             std::to_string(world);
+    if (accumulation_steps > batch_size / world)
+      return "train.accumulation_steps: " + std::to_string(accumulation_steps) +
+             " micro-batches of a per-rank batch of " + std::to_string(batch_size / world) + " (train.batch_size " +
+             std::to_string(batch_size) + " over " + std::to_string(world) +
+             " rank(s)) would leave some empty; use at most " + std::to_string(batch_size / world);
+    return "";
+  }
 
   // Which blocks recompute in backward: every_n 0 (none), 1 (blocks) or N.
   int64_t checkpoint_every_n_blocks() const {
@@ -136,8 +150,8 @@ struct TrainConfig {
     v("max_rollbacks", max_rollbacks, "give up after this many rollbacks in one run", config::at_least<int64_t>(0));
     v("logit_scale_init", logit_scale_init, "initial log temperature of a run from scratch (SigLIP: log 10)");
     v("accumulation_steps", accumulation_steps,
-      "micro-batches per optimizer step; only 1: accumulation would limit the sigmoid loss's negatives to a "
-      "micro-batch (use more ranks, which keep the loss exact)",
+      "micro-batches per optimizer step and rank: embeddings cached as open_clip's --accum-freq does, so the "
+      "sigmoid loss keeps every negative of the global batch (towers run forward twice)",
       config::greater_than<int64_t>(0));
     v("init_from", init_from,
       "fine-tuning: start the towers from a Hugging Face directory (hf:DIR), a model directory, a checkpoint or "
@@ -219,11 +233,9 @@ struct RunConfig {
   std::string check() const {
     if (std::string why = inputs_match_model(model, image, tokenizer); !why.empty()) return why;
     if (schedule.warmup_steps > train.total_steps) return "schedule.warmup_steps exceeds train.total_steps";
-    if (train.accumulation_steps != 1)
-      return "train.accumulation_steps: gradient accumulation is not supported: averaging micro-batch gradients "
-             "would limit the sigmoid loss's negatives to each micro-batch and change the objective (an exact "
-             "version must cache every micro-batch's embeddings, as open_clip's --accum-freq does); spread the "
-             "batch over more ranks instead, which keeps the loss exact";
+    if (train.accumulation_steps > train.batch_size)
+      return "train.accumulation_steps (" + std::to_string(train.accumulation_steps) + ") exceeds train.batch_size (" +
+             std::to_string(train.batch_size) + "): a micro-batch would be empty";
     if (train.activation_checkpointing == "every_n" && train.activation_checkpointing_every_n == 0)
       return "train.activation_checkpointing_every_n: required with activation_checkpointing: every_n (the N of "
              "blocks 0, N, 2N, ... that are recomputed)";

@@ -64,6 +64,16 @@ void GradientSync::fill(Bucket& b, size_t slot) {
 }
 
 void GradientSync::on_gradient(size_t k) {
+  if (hooks_enabled_) mark_ready(k);
+}
+
+void GradientSync::mark_final(const at::Tensor& param) {
+  for (size_t k = 0; k < params_.size(); ++k)
+    if (params_[k].is_same(param)) return mark_ready(k);
+  TORCH_CHECK(false, "GradientSync::mark_final: not a parameter this sync reduces");
+}
+
+void GradientSync::mark_ready(size_t k) {
   if (filled_[k]) return;
   auto [bi, slot] = where_[k];
   fill(buckets_[bi], slot);

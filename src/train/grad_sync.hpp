@@ -30,6 +30,13 @@ class GradientSync {
   void finish();
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
 
+  // Gradient accumulation: with the hooks off, backward passes only accumulate (the micro-batches
+  // before the last); turned on again for the last one, its backward launches the buckets as they fill.
+  void set_hooks_enabled(bool enabled) { hooks_enabled_ = enabled; }
+  // The gradient of `param` is final before the last backward (a parameter that backward will not
+  // reach): its bucket slot is filled now, so the bucket can launch during that backward.
+  void mark_final(const at::Tensor& param);
+
   void on_gradient(size_t param_index);  // called by the hooks
 
  private:
@@ -41,6 +48,7 @@ class GradientSync {
     c10::intrusive_ptr<c10d::Work> work;
   };
   void fill(Bucket& b, size_t slot);
+  void mark_ready(size_t param_index);
   void launch_ready();
   void launch(Bucket& b);
 
@@ -50,6 +58,7 @@ class GradientSync {
   std::vector<bool> filled_;
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0;
+  bool hooks_enabled_ = true;
 };
 
 }  // namespace siglip2

@@ -11,6 +11,7 @@
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
 #include "train/autocast.hpp"
+#include "train/grad_sync.hpp"
 
 namespace siglip2 {
 
@@ -68,6 +69,131 @@ StepLosses training_losses(const StepModules& m, const Batch& batch, const RunCo
     out.total = out.total + s.total.to(at::kFloat);
     out.terms.emplace_back("global_local", s.global_local.to(at::kFloat));
     out.terms.emplace_back("masked", s.masked.to(at::kFloat));
+  }
+  return out;
+}
+
+namespace {
+
+at::Tensor plus(const at::Tensor& sum, const at::Tensor& x) {  // undefined + x = x
+  return sum.defined() ? sum + x : x;
+}
+
+// The towers' embeddings of each micro-batch, without gradients (step 1 of accumulate_gradients), as
+// float32 [B, E] over the whole batch.
+std::pair<at::Tensor, at::Tensor> cached_embeddings(Siglip2ModelImpl& towers, const std::vector<Batch>& micro,
+                                                    bool bf16, const c10::Device& device) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> images, texts;
+  for (const Batch& mb : micro) {
+    Batch inputs;  // the towers' inputs only: the crops and decoder targets stay on the host
+    inputs.pixel_values = mb.pixel_values;
+    inputs.pixel_attention_mask = mb.pixel_attention_mask;
+    inputs.spatial_shapes = mb.spatial_shapes;
+    inputs.input_ids = mb.input_ids;
+    inputs = to_device(std::move(inputs), device);
+    AutocastScope autocast(bf16, device.type());
+    images.push_back(towers.encode_image({inputs.pixel_values, inputs.pixel_attention_mask, inputs.spatial_shapes})
+                         .pooler_output.to(at::kFloat));
+    texts.push_back(towers.encode_text(inputs.input_ids).pooler_output.to(at::kFloat));
+  }
+  return {at::cat(images), at::cat(texts)};
+}
+
+}  // namespace
+
+StepLosses accumulate_gradients(const StepModules& m, const Batch& batch, int64_t micro_batches,
+                                const RunConfig& config, int64_t self_distillation_step, bool bf16,
+                                const c10::Device& device, Collectives* comm, GradientSync* sync,
+                                const std::function<void(int64_t)>& after_micro_batch) {
+  const std::vector<Batch> micro = split_batch(batch, micro_batches);
+  const bool self_distillation = m.self_distillation && m.self_distillation_heads && m.teacher;
+  if (sync) sync->set_hooks_enabled(false);
+
+  // 1-2. The sigmoid loss of the whole batch from cached embeddings; its gradients for each embedding.
+  auto [image_embeds, text_embeds] = cached_embeddings(*m.towers, micro, bf16, device);
+  image_embeds.requires_grad_(true);
+  text_embeds.requires_grad_(true);
+  at::Tensor sigmoid = sigmoid_loss(l2_normalize(image_embeds), l2_normalize(text_embeds), m.towers->logit_scale,
+                                    m.towers->logit_bias, comm, config.loss.sigmoid);
+  sigmoid.backward();
+  const at::Tensor image_grads = image_embeds.grad(), text_grads = text_embeds.grad();
+  if (sync)  // step 3 does not reach them: their buckets may go during the last backward
+    for (const at::Tensor* p : {&m.towers->logit_scale, &m.towers->logit_bias})
+      if (p->requires_grad()) sync->mark_final(*p);
+
+  // The whole batch's normalisers of the per-example losses.
+  std::vector<double> denominators;
+  if (m.decoder) {
+    TORCH_CHECK(batch.locca.has_value(), "the LocCa loss needs a batch with decoder targets");
+    denominators = locca_denominators(batch.locca->tasks(), comm);
+  }
+  double local_rows = 0, masked_rows = 0;
+  if (self_distillation) {
+    local_rows = static_cast<double>(batch.local_views.size(0));
+    masked_rows = batch.bool_masked_pos.to(at::kBool).sum().item<double>();
+  }
+
+  // 3. Each micro-batch with gradients.
+  at::Tensor locca_sum, local_sum, masked_sum;
+  TeacherLogitSums centers;
+  for (size_t i = 0, offset = 0; i < micro.size(); ++i) {
+    const Batch mb = to_device(micro[i], device);
+    const int64_t n = mb.pixel_values.size(0);
+    if (sync && i + 1 == micro.size()) sync->set_hooks_enabled(true);
+    std::vector<at::Tensor> roots, grads;
+    {
+      AutocastScope autocast(bf16, device.type());
+      VisionOutput img = m.towers->encode_image({mb.pixel_values, mb.pixel_attention_mask, mb.spatial_shapes});
+      TextOutput txt = m.towers->encode_text(mb.input_ids);
+      // A frozen tower (optimizer.frozen) has no gradient to carry back.
+      for (auto [embeds, embed_grads] :
+           {std::pair{img.pooler_output, image_grads}, std::pair{txt.pooler_output, text_grads}})
+        if (embeds.requires_grad()) {
+          roots.push_back(embeds);
+          grads.push_back(embed_grads.narrow(0, static_cast<int64_t>(offset), n).to(embeds.scalar_type()));
+        }
+      at::Tensor per_example;
+      if (m.decoder) {
+        at::Tensor l = locca_loss(*m.decoder, img.last_hidden_state, mb.pixel_attention_mask, mb.locca->tasks(),
+                                  config.tokenizer.pad_id, config.loss.locca, denominators)
+                           .to(at::kFloat);
+        locca_sum = plus(locca_sum, l.detach());
+        per_example = l;
+      }
+      if (self_distillation) {
+        SelfDistillationLosses s = m.self_distillation->forward(
+            *m.towers->vision_model, *m.self_distillation_heads, *m.teacher, mb.pixel_values, mb.local_views,
+            mb.bool_masked_pos, self_distillation_step, comm, &centers);
+        // Means over this micro-batch's rows, weighted to the whole batch's.
+        at::Tensor local = s.global_local.to(at::kFloat) * (static_cast<double>(s.global_local_rows) / local_rows);
+        at::Tensor masked = s.masked.to(at::kFloat) * (static_cast<double>(s.masked_rows) / masked_rows);
+        local_sum = plus(local_sum, local.detach());
+        masked_sum = plus(masked_sum, masked.detach());
+        per_example = plus(per_example, m.self_distillation->weighted_total(local, masked));
+      }
+      if (per_example.defined() && per_example.requires_grad()) {
+        roots.push_back(per_example);
+        grads.push_back(at::ones_like(per_example));
+      }
+    }
+    if (!roots.empty()) torch::autograd::backward(roots, grads);
+    offset += static_cast<size_t>(n);
+    if (after_micro_batch) after_micro_batch(static_cast<int64_t>(i));
+  }
+  if (self_distillation) m.self_distillation->update_centers(centers, comm);
+
+  StepLosses out;
+  out.total = sigmoid.detach();
+  out.terms.emplace_back("sigmoid", out.total);
+  if (locca_sum.defined()) {
+    out.total = out.total + locca_sum;
+    out.terms.emplace_back("locca", locca_sum);
+  }
+  if (self_distillation) {
+    out.total = out.total + m.self_distillation->weighted_total(local_sum, masked_sum);
+    out.terms.emplace_back("global_local", local_sum);
+    out.terms.emplace_back("masked", masked_sum);
   }
   return out;
 }

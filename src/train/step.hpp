@@ -3,7 +3,10 @@
 // decoder and self-distillation heads) under bf16 autocast when asked, then the losses in fp32.
 #include <ATen/core/Tensor.h>
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +23,7 @@ struct TextDecoderImpl;
 struct SelfDistillationHeadsImpl;
 class SelfDistillation;
 class EmaTeacher;
+class GradientSync;
 
 struct StepModules {
   Siglip2ModelImpl* towers = nullptr;
@@ -51,5 +55,26 @@ int64_t progress_step(double fraction, int64_t total);
 // `self_distillation_step`: steps since self-distillation started (the teacher temperature's warm-up).
 StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config,
                            int64_t self_distillation_step, bool bf16, Collectives* comm);
+
+// The gradients of one optimizer step taken over `micro_batches` micro-batches of this rank's `batch`
+// (GradCache, as open_clip's --accum-freq), so that the sigmoid loss keeps every negative of the
+// global batch:
+//   1. a no-grad forward of the towers per micro-batch caches the image and text embeddings;
+//   2. the sigmoid loss of the whole global batch over the cached embeddings (all micro-batches, all
+//      ranks) gives their gradients, and logit_scale's and logit_bias's;
+//   3. per micro-batch, the towers again with gradients, backward from the cached embeddings' gradients
+//      plus that micro-batch's LocCa and self-distillation losses normalised by the whole batch (LocCa:
+//      the batch's counted tokens; self-distillation: its rows). The teacher centres are updated once,
+//      from the whole batch, after the last micro-batch.
+// The summed gradients are left in .grad: the gradients of training_losses(batch).total, up to rounding.
+// `sync` (null for one process) only launches its all-reduces during the last micro-batch's backward;
+// the caller then calls sync->finish(). `batch` may live on the host: each micro-batch is moved to
+// `device` when used. `after_micro_batch(i)` runs after micro-batch i's backward. Returns the losses,
+// detached (the terms as training_losses names them). The towers must have no dropout: step 3
+// recomputes step 1's embeddings and relies on getting the same values.
+StepLosses accumulate_gradients(const StepModules& m, const Batch& batch, int64_t micro_batches,
+                                const RunConfig& config, int64_t self_distillation_step, bool bf16,
+                                const c10::Device& device, Collectives* comm, GradientSync* sync,
+                                const std::function<void(int64_t)>& after_micro_batch = {});
 
 }  // namespace siglip2

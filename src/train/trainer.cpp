@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <limits>
 #include <memory>
 
@@ -54,6 +55,7 @@ class Trainer {
           cfg_.dist.backend == "auto" ? (dev_.device.is_cuda() ? "nccl" : "gloo") : cfg_.dist.backend;
       pg_ = ProcessGroup::create(env_, backend, std::chrono::seconds(cfg_.dist.timeout_s));
     }
+    if (std::string why = cfg_.train.check_world_size(env_.world_size); !why.empty()) throw ConfigError(why);
     checkpointer_ = std::make_unique<Checkpointer>(cfg_, opts_, pg_.get());
     start_from_initialisation();
     if (opts_.resume) resume_from_latest();
@@ -66,8 +68,12 @@ class Trainer {
     StopSignals signals;
     checkpointer_->last_saved_step = state_.step;
     const int64_t total = cfg_.train.total_steps;
-    log_info(fmt::format("training {} for {} steps, global batch {} on {} rank(s), from step {}", cfg_.model.name,
-                         total, cfg_.train.batch_size, env_.world_size, state_.step));
+    log_info(fmt::format("training {} for {} steps, global batch {} on {} rank(s){}, from step {}", cfg_.model.name,
+                         total, cfg_.train.batch_size, env_.world_size,
+                         cfg_.train.accumulation_steps > 1
+                             ? fmt::format(" in {} micro-batches each", cfg_.train.accumulation_steps)
+                             : "",
+                         state_.step));
     log_ = std::make_unique<TrainingLog>(cfg_, rank0(), env_.world_size, dev_.peak_flops, state_.step);
     while (state_.step < total) {
       const int64_t step = state_.step;
@@ -181,13 +187,26 @@ class Trainer {
   StepResult train_step(int64_t step) {
     StepResult r;
     const auto t_wait = Clock::now();
-    Batch batch = to_device(source_->next(step), dev_.device);
+    const bool accumulate = cfg_.train.accumulation_steps > 1;
+    Batch batch = source_->next(step);
+    if (!accumulate) batch = to_device(std::move(batch), dev_.device);  // else one micro-batch at a time
     r.report.data_wait_s = seconds_since(t_wait);
     // Every rank's batch has this size (NaFlex's half-size batches are half size on every rank).
     r.report.examples = batch.pixel_values.size(0) * env_.world_size;
     optimizer_->zero_grad();
     const int64_t since = step - progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
-    StepLosses l = training_losses(m_.step_modules(), batch, cfg_, since, dev_.bf16, pg_.get());
+    // Accumulation runs backward as it goes (the checks below then only decide whether the step is
+    // applied); without it, the checks come before the one backward.
+    StepLosses l;
+    if (accumulate) {
+      l = accumulate_gradients(m_.step_modules(), batch, cfg_.train.accumulation_steps, cfg_, since, dev_.bf16,
+                               dev_.device, pg_.get(), sync_.get(), [&](int64_t micro_batch) {
+                                 if (step == opts_.sigkill_in_step && micro_batch == 0) std::raise(SIGKILL);
+                               });
+      if (sync_) sync_->finish();  // before the loss collective below
+    } else {
+      l = training_losses(m_.step_modules(), batch, cfg_, since, dev_.bf16, pg_.get());
+    }
     at::Tensor loss = l.total;
     if (step == opts_.inject_nan_at_step) {
       opts_.inject_nan_at_step = -1;  // once
@@ -201,8 +220,11 @@ class Trainer {
         r.report.loss > cfg_.train.spike_factor * state_.loss_slow)
       return fail(r, fmt::format("loss {:.4f} spiked above {} x its slow average {:.4f}", r.report.loss,
                                  cfg_.train.spike_factor, state_.loss_slow));
-    loss.backward();
-    if (sync_) sync_->finish();
+    if (!accumulate) {
+      loss.backward();
+      if (step == opts_.sigkill_in_step) std::raise(SIGKILL);
+      if (sync_) sync_->finish();
+    }
     const double mult = schedule_multiplier(cfg_.schedule, step, cfg_.train.total_steps);
     r.report.lr = cfg_.optimizer.lr * mult;
     r.report.grad_norm = optimizer_->step(mult).grad_norm;

@@ -20,8 +20,10 @@ struct TrainOptions {
   // train.init_from, read by the caller: the towers' tensors (HF names) a run from scratch starts with.
   NamedTensors init_tensors;
   std::string init_source;
-  // Testing hooks: make the loss of this step NaN once (rollback test).
+  // Testing hooks: make the loss of this step NaN once (rollback test); SIGKILL this process after the
+  // first micro-batch's backward of this step (a kill inside an accumulated step).
   int64_t inject_nan_at_step = -1;
+  int64_t sigkill_in_step = -1;
 };
 
 // Returns the process exit status (0: finished or stopped cleanly by a signal).

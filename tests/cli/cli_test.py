@@ -55,9 +55,12 @@ def main():
            run(b, "config", "show", os.path.join(recipes, "naflex_b16.yaml")), 0,
            stdout_has=["naflex: true", "stretch_factor: 3.75", "self_distillation: false", "total_steps: 1556396"])
 
-    expect("gradient accumulation is refused with the reason", run(b, "config", "show", sample, "--set",
-                                                                 "train.accumulation_steps=4"), 2,
-           stderr_has=["train.accumulation_steps", "negatives"], one_line_error=True)
+    expect("more micro-batches than the batch has examples are refused", run(b, "config", "show", sample, "--set",
+           "train.batch_size=4", "--set", "train.accumulation_steps=8"), 2,
+           stderr_has=["train.accumulation_steps (8) exceeds train.batch_size (4)"], one_line_error=True)
+    expect("gradient accumulation is accepted", run(b, "config", "show", sample, "--set",
+                                                   "train.accumulation_steps=4"), 0,
+           stdout_has=["accumulation_steps: 4"])
 
     r = run(b, "config", "show", sample)
     expect("config show", r, 0, stdout_has=["model:", "vision:", "hidden_size: 768", "optimizer:", "lr: 0.001",

@@ -68,6 +68,8 @@ CONFIG_FILES = {
     "config-image-not-model": ("naflex_image.yaml", "base: base.yaml\nimage:\n  naflex: true\n"),
     "config-every-n-unused": ("every3.yaml", "base: base.yaml\ntrain:\n  activation_checkpointing: blocks\n"
                               "  activation_checkpointing_every_n: 3\n"),
+    "config-accumulation-over-batch": ("micro.yaml", "base: base.yaml\ntrain:\n  batch_size: 4\n"
+                                       "  accumulation_steps: 8\n"),
     "data-shards-url-refused": ("url.yaml", "base: base.yaml\ntokenizer:\n  model_file: none.model\ndata:\n"
                                 "  shards: [\"http://127.0.0.1:9/train/{000000..000007}.tar\"]\n"
                                 "  remote:\n    retries: 0\n"),

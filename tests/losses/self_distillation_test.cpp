@@ -104,7 +104,8 @@ TEST(SelfDistillation, MaskedLossUsesOnlyMaskedPositions) {
   mask[0][3] = true;
   mask[1][10] = true;
   mask[1][11] = true;
-  auto out = sd.forward(*student, *heads, teacher, global, locals, mask, 0, nullptr, false);
+  TeacherLogitSums centres_untouched;
+  auto out = sd.forward(*student, *heads, teacher, global, locals, mask, 0, nullptr, &centres_untouched);
   torch::NoGradGuard g;
   at::Tensor t_tokens = teacher.vision->forward({global, {}, {}}).last_hidden_state.reshape({32, 16});
   VisionInput in{global, {}, {}};
@@ -167,7 +168,10 @@ TEST(SelfDistillation, GradientsMatchFiniteDifferences) {
   at::Tensor global = torch::randn({2, 3, 16, 16}, torch::kDouble), locals = torch::randn({4, 3, 8, 8}, torch::kDouble);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   at::Tensor mask = random_patch_mask(2, 16, 0.5, gen);
-  auto loss = [&] { return sd.forward(*student, *heads, teacher, global, locals, mask, 0, nullptr, false).total; };
+  TeacherLogitSums centres_untouched;
+  auto loss = [&] {
+    return sd.forward(*student, *heads, teacher, global, locals, mask, 0, nullptr, &centres_untouched).total;
+  };
   loss().backward();
   auto sp = student->named_parameters();
   auto hp = heads->named_parameters();
