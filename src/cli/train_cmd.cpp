@@ -23,6 +23,7 @@ void add_train_command(CLI::App& app) {
     bool no_resume = false;
     int64_t nan_step = -1;
     int64_t kill_step = -1;
+    int64_t kill_save_step = -1;
     std::string init_from;
   };
   auto args = std::make_shared<Args>();
@@ -37,6 +38,8 @@ void add_train_command(CLI::App& app) {
                   "testing: make the loss of this step NaN once, to exercise the rollback");
   cmd->add_option("--debug-sigkill-in-step", args->kill_step,
                   "testing: SIGKILL this process after the first micro-batch's backward of this step");
+  cmd->add_option("--debug-sigkill-in-save", args->kill_save_step,
+                  "testing: SIGKILL rank 0 inside the save of the checkpoint of this step");
   cmd->callback([args] {
     RunConfig cfg = config::load<RunConfig>(args->file, args->overrides);
     if (!args->init_from.empty()) cfg.train.init_from = args->init_from;
@@ -51,6 +54,7 @@ void add_train_command(CLI::App& app) {
     o.config_yaml = config::dump(saved);
     o.inject_nan_at_step = args->nan_step;
     o.sigkill_in_step = args->kill_step;
+    o.sigkill_in_save_at_step = args->kill_save_step;
     if (!cfg.train.init_from.empty()) {
       std::string dir = cfg.train.init_from;
       const bool hf = dir.rfind("hf:", 0) == 0;

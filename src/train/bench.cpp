@@ -97,7 +97,8 @@ std::string cuda_device_name(int index) {
 BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o) {
   RunConfig cfg = base;
   cfg.train.batch_size = o.batch;
-  if (std::string why = cfg.train.check_world_size(1); !why.empty()) throw UsageError("--batch: " + why);
+  if (std::string why = cfg.train.check_world_size(1); !why.empty())
+    throw UsageError("--batch " + std::to_string(o.batch) + " and --accumulation-steps: " + why);
   cfg.train.total_steps = o.warmup + o.steps;
   cfg.train.locca = o.locca;
   cfg.train.self_distillation = o.self_distillation;
@@ -125,7 +126,12 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   // the host and moves one micro-batch at a time, as the trainer does.
   const int64_t micro_batches = cfg.train.accumulation_steps;
   Batch batch = SyntheticBatches(cfg, 0, 1).next(0);
-  if (micro_batches == 1) batch = to_device(std::move(batch), device);
+  if (micro_batches == 1) {
+    batch = to_device(std::move(batch), device);
+  } else if (cuda) {  // host memory the copies need not wait for, as the loader's
+    for (at::Tensor* t : {&batch.pixel_values, &batch.input_ids, &batch.local_views, &batch.bool_masked_pos})
+      if (t->defined()) *t = t->pin_memory();
+  }
 
   auto sync = [&] {
     if (cuda) torch::cuda::synchronize();

@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -16,6 +19,19 @@
 namespace siglip2 {
 
 namespace fs = std::filesystem;
+
+std::string TrainerState::loss_problem(double loss, int64_t at_step, double spike_factor, int64_t spike_warmup) const {
+  if (!std::isfinite(loss)) return "loss is not finite";
+  if (spike_factor > 0 && at_step >= spike_warmup && loss_slow > 0 && step > 0 && loss > spike_factor * loss_slow)
+    return fmt::format("loss {:.4f} spiked above {} x its slow average {:.4f}", loss, spike_factor, loss_slow);
+  return "";
+}
+
+void TrainerState::track_loss(double loss) {
+  if (loss_slow == 0) loss_fast = loss_slow = loss;  // (re)armed
+  loss_fast = 0.9 * loss_fast + 0.1 * loss;
+  loss_slow = 0.99 * loss_slow + 0.01 * loss;
+}
 
 nlohmann::json TrainerState::to_json() const {
   return {{"step", step},
@@ -119,16 +135,54 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   return out;
 }
 
-std::string save_checkpoint(const std::string& run_dir, const CheckpointContents& c, int64_t keep_last) {
+static std::string optimizer_shard_name(int rank, int world) {
+  auto five = [](int n) {
+    std::string d = std::to_string(n);
+    return std::string(d.size() < 5 ? 5 - d.size() : 0, '0') + d;
+  };
+  return "optimizer-" + five(rank) + "-of-" + five(world) + ".safetensors";
+}
+
+std::string checkpoint_tmp_dir(const std::string& run_dir, int64_t step, int64_t writer_pid) {
+  return (fs::path(run_dir) / ("." + checkpoint_name(step) + ".tmp-" + std::to_string(writer_pid))).string();
+}
+
+void begin_checkpoint(const std::string& run_dir, int64_t step) {
   fs::create_directories(run_dir);
+  remove_leftovers(run_dir);
+  fs::create_directories(checkpoint_tmp_dir(run_dir, step, ::getpid()));
+}
+
+void write_optimizer_shard(const std::string& tmp_dir, int rank, int world, const NamedTensors& state) {
+  safetensors::save((fs::path(tmp_dir) / optimizer_shard_name(rank, world)).string(), state);
+}
+
+std::string save_checkpoint(const std::string& run_dir, const CheckpointContents& c, int64_t keep_last) {
+  begin_checkpoint(run_dir, c.state.step);
+  return finish_checkpoint(run_dir, c, keep_last);
+}
+
+std::string finish_checkpoint(const std::string& run_dir, const CheckpointContents& c, int64_t keep_last) {
   const std::string name = checkpoint_name(c.state.step);
   const fs::path final_dir = fs::path(run_dir) / name;
-  const fs::path tmp = fs::path(run_dir) / ("." + name + ".tmp-" + std::to_string(::getpid()));
-  remove_leftovers(run_dir);
-  fs::create_directories(tmp);
+  const fs::path tmp = checkpoint_tmp_dir(run_dir, c.state.step, ::getpid());
   try {
     safetensors::save((tmp / "model.safetensors").string(), c.model);
-    safetensors::save((tmp / "optimizer.safetensors").string(), c.optimizer);
+    if (c.optimizer_shards > 0) {
+      nlohmann::json files = nlohmann::json::array();
+      for (int r = 0; r < c.optimizer_shards; ++r) {
+        files.push_back(optimizer_shard_name(r, c.optimizer_shards));
+        if (!fs::exists(tmp / files.back().get<std::string>()))
+          throw Error((tmp / files.back().get<std::string>()).string() + ": the rank's optimizer shard is missing");
+      }
+      const nlohmann::json manifest = {{"format", "siglip2 sharded Adam moments (ZeRO-1)"},
+                                       {"world_size", c.optimizer_shards},
+                                       {"step", c.state.step},
+                                       {"files", files}};
+      write_file_synced((tmp / "optimizer.json").string(), manifest.dump(2) + "\n");
+    } else {
+      safetensors::save((tmp / "optimizer.safetensors").string(), c.optimizer);
+    }
     if (!c.teacher.empty()) safetensors::save((tmp / "teacher.safetensors").string(), c.teacher);
     write_file_synced((tmp / "trainer_state.json").string(), c.state.to_json().dump(2) + "\n");
     write_file_synced((tmp / "config.yaml").string(), c.config_yaml);
@@ -175,6 +229,68 @@ std::string current_tensor_name(const std::string& name) {
   return name.substr(0, at) + "self_distillation." + name.substr(at + 4);
 }
 
+// The slices of optimizer.json's shard files, assembled into full tensors shaped as the parameters of
+// `model`; every element must come from exactly one slice.
+std::map<std::string, at::Tensor> read_sharded_optimizer(const std::string& dir,
+                                                         const std::map<std::string, at::Tensor>& model) {
+  const std::string manifest_path = (fs::path(dir) / "optimizer.json").string();
+  std::vector<std::string> files;
+  try {
+    const nlohmann::json m = nlohmann::json::parse(read_file(manifest_path));
+    files = m.at("files").get<std::vector<std::string>>();
+    if (files.empty() || static_cast<int64_t>(files.size()) != m.at("world_size").get<int64_t>())
+      throw Error("'files' does not list world_size files");
+  } catch (const std::exception& e) {
+    throw Error(manifest_path + ": " + e.what());
+  }
+  std::map<std::string, at::Tensor> out, covered;
+  for (const auto& file : files) {
+    const std::string path = (fs::path(dir) / fs::path(file).filename()).string();
+    if (!fs::exists(path)) throw Error(path + ": missing (listed in optimizer.json)");
+    auto f = safetensors::File::open(path);
+    for (const auto& t : f.tensors()) {
+      if (t.name == "step") {
+        out["step"] = f.get(t.name).clone();
+        continue;
+      }
+      const size_t at_sign = t.name.rfind('@');
+      const size_t slash = t.name.find('/');
+      if (at_sign == std::string::npos || slash == std::string::npos || slash > at_sign)
+        throw Error(path + ": tensor '" + t.name + "' is not a slice (KIND/NAME@START)");
+      const std::string name = current_tensor_name(t.name.substr(0, at_sign));
+      const std::string param = name.substr(name.find('/') + 1);
+      int64_t start = -1;
+      try {
+        size_t used = 0;
+        start = std::stoll(t.name.substr(at_sign + 1), &used);
+        if (used != t.name.size() - at_sign - 1) start = -1;
+      } catch (...) {
+      }
+      auto shape = model.find(param);
+      if (shape == model.end()) throw Error(path + ": '" + t.name + "' is the slice of no parameter of the model");
+      const at::Tensor slice = f.get(t.name);
+      const int64_t numel = shape->second.numel();
+      if (start < 0 || slice.dim() != 1 || start + slice.numel() > numel)
+        throw Error(path + ": slice '" + t.name + "' does not fit the parameter's " + std::to_string(numel) +
+                    " elements");
+      if (!out.count(name)) {
+        out[name] = at::zeros({numel}, slice.options());
+        covered[name] = at::zeros({numel}, at::kByte);
+      }
+      out[name].narrow(0, start, slice.numel()).copy_(slice);
+      covered[name].narrow(0, start, slice.numel()).add_(1);
+    }
+  }
+  if (!out.count("step")) throw Error(manifest_path + ": no shard holds 'step'");
+  for (auto& [name, t] : out) {
+    if (name == "step") continue;
+    if (!covered[name].eq(1).all().item<bool>())
+      throw Error(manifest_path + ": the shards do not cover '" + name + "' exactly once");
+    t = t.view(model.at(name.substr(name.find('/') + 1)).sizes());
+  }
+  return out;
+}
+
 }  // namespace
 
 LoadedCheckpoint load_checkpoint(const std::string& dir) {
@@ -198,7 +314,10 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
     for (const auto& t : f.tensors()) dst[current_tensor_name(t.name)] = f.get(t.name).clone();
   };
   read_all("model.safetensors", out.model, true);
-  read_all("optimizer.safetensors", out.optimizer, true);
+  if (fs::exists(fs::path(dir) / "optimizer.json"))
+    out.optimizer = read_sharded_optimizer(dir, out.model);
+  else
+    read_all("optimizer.safetensors", out.optimizer, true);
   read_all("teacher.safetensors", out.teacher, out.state.self_distillation);
   return out;
 }

@@ -31,12 +31,20 @@ struct TrainerState {
   std::string config_hash;
   nlohmann::json data;  // loader state per rank
 
+  // The loss-spike and NaN detector (train.spike_factor, train.spike_warmup): why this step's global
+  // loss must be rolled back, or "". track_loss() then adds an accepted step's loss to the averages.
+  std::string loss_problem(double loss, int64_t at_step, double spike_factor, int64_t spike_warmup) const;
+  void track_loss(double loss);
+
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j, const std::string& what);
 };
 
 struct CheckpointContents {
   NamedTensors model, teacher, optimizer;
+  // > 0: the optimizer state was written by that many ranks (write_optimizer_shard), each its slices;
+  // optimizer.json lists the files instead of one optimizer.safetensors.
+  int optimizer_shards = 0;
   TrainerState state;
   std::string config_yaml;
   std::string tokenizer_model;  // path of a sentencepiece model to copy in, or ""
@@ -45,6 +53,16 @@ struct CheckpointContents {
 // Writes RUN/ckpt-<step> and points RUN/latest at it. Then deletes all but the newest `keep_last`
 // checkpoints that are not phase checkpoints. Returns the checkpoint's path.
 std::string save_checkpoint(const std::string& run_dir, const CheckpointContents& c, int64_t keep_last);
+
+// save_checkpoint in steps, for optimizer state that every rank writes (ZeRO-1): rank 0 begins (the
+// temporary directory, named after rank 0's process), every rank writes its shard into it, then rank 0
+// finishes (the other files, optimizer.json, the atomic rename). A kill at any point leaves the previous
+// checkpoint as it was; leftovers are removed by the next save.
+// `writer_pid`: rank 0's process id (the directory is named after the process that renames it).
+std::string checkpoint_tmp_dir(const std::string& run_dir, int64_t step, int64_t writer_pid);
+void begin_checkpoint(const std::string& run_dir, int64_t step);
+void write_optimizer_shard(const std::string& tmp_dir, int rank, int world, const NamedTensors& state);
+std::string finish_checkpoint(const std::string& run_dir, const CheckpointContents& c, int64_t keep_last);
 
 struct LoadedCheckpoint {
   std::string path;
@@ -57,6 +75,8 @@ struct LoadedCheckpoint {
 std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& run_dir);
 
 // Reads and validates one checkpoint directory; throws siglip2::Error naming the file and problem.
+// Sharded optimizer state is assembled into full tensors ("exp_avg/NAME", shaped as the parameter), each
+// element covered exactly once, so that any number of ranks, sharded or not, can resume from it.
 LoadedCheckpoint load_checkpoint(const std::string& dir);
 
 std::vector<std::string> list_checkpoints(const std::string& run_dir);  // newest first

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <csignal>
 #include <cstring>
 
 #include "common/logging.hpp"
@@ -32,15 +35,28 @@ void Checkpointer::save(const TrainingModel& model, const AdamOptimizer& optimiz
   last_saved_step = state.step;
   state.keep = is_phase_point(state.step);
   state.data = gather_data_states(source);
-  if (!pg_ || pg_->rank() == 0) {
-    CheckpointContents c;
+  const bool rank0 = !pg_ || pg_->rank() == 0;
+  const std::string& run_dir = config_.train.out_dir;
+  if (rank0) begin_checkpoint(run_dir, state.step);
+  CheckpointContents c;
+  if (optimizer.sharded()) {  // every rank writes its slices of the moments into the temporary directory
+    at::Tensor writer = at::full({1}, rank0 ? static_cast<int64_t>(::getpid()) : 0, at::kLong);
+    pg_->broadcast(writer, 0);  // after rank 0 has made the directory
+    write_optimizer_shard(checkpoint_tmp_dir(run_dir, state.step, writer.item<int64_t>()), pg_->rank(),
+                          pg_->world_size(), optimizer.state());
+    pg_->barrier();
+    c.optimizer_shards = pg_->world_size();
+  } else if (rank0) {
+    c.optimizer = optimizer.state();
+  }
+  if (rank0) {
+    if (state.step == options_.sigkill_in_save_at_step) std::raise(SIGKILL);  // testing: a kill inside a save
     c.model = model.parameters();
     c.teacher = model.teacher_tensors();
-    c.optimizer = optimizer.state();
     c.state = state;
     c.config_yaml = options_.config_yaml;
     c.tokenizer_model = options_.tokenizer_model;
-    const std::string path = save_checkpoint(config_.train.out_dir, c, config_.train.keep_checkpoints);
+    const std::string path = finish_checkpoint(run_dir, c, config_.train.keep_checkpoints);
     log_info(fmt::format("step {}: saved {}{}", state.step, path, state.keep ? " (phase checkpoint, kept)" : ""));
   }
   if (pg_) pg_->barrier();  // nobody runs ahead of a checkpoint that may be rolled back to

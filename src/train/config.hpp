@@ -100,6 +100,7 @@ struct TrainConfig {
   std::string init_from;  // fine-tuning: the towers start from this model (hf:DIR, a model directory or a checkpoint)
   std::string activation_checkpointing = "none";  // none | blocks | every_n (models/activation_checkpointing.hpp)
   int64_t activation_checkpointing_every_n = 0;   // N of every_n; 0: not set
+  bool shard_optimizer = false;                   // ZeRO-1 over the ranks (train/optimizer.hpp)
 
   // What the batch settings leave wrong on `world` ranks ("" = nothing): the global batch must split
   // evenly over ranks, and each rank's share into accumulation_steps non-empty micro-batches.
@@ -162,6 +163,9 @@ struct TrainConfig {
       "recompute transformer blocks (vision, text, decoder) in backward instead of storing their activations: "
       "none, blocks (every block) or every_n (blocks 0, N, 2N, ...); gradients are unchanged",
       config::one_of({"none", "blocks", "every_n"}));
+    v("shard_optimizer", shard_optimizer,
+      "ZeRO stage 1: each rank keeps the Adam moments of 1/W of the parameters; gradients are reduce-scattered "
+      "and parameters all-gathered after each step (no effect on one rank)");
     v("activation_checkpointing_every_n", activation_checkpointing_every_n,
       "N of activation_checkpointing: every_n, required there and only there (1 is the same as blocks)",
       config::at_least<int64_t>(0));

@@ -266,4 +266,11 @@ void ProcessGroup::wait(c10d::Work& work, const char* operation) {
   }
 }
 
+std::shared_ptr<ProcessGroup> training_process_group(const DistEnv& env, const std::string& backend, int64_t timeout_s,
+                                                     const c10::Device& device) {
+  if (env.world_size <= 1) return nullptr;
+  const std::string name = backend == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : backend;
+  return ProcessGroup::create(env, name, std::chrono::seconds(timeout_s));
+}
+
 }  // namespace siglip2

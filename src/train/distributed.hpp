@@ -79,6 +79,11 @@ class ProcessGroup final : public Collectives {
   c10::intrusive_ptr<c10d::Backend> backend_;
 };
 
+// The training run's process group: null on one rank; else dist.backend, where auto is NCCL when
+// `device` is a GPU and Gloo otherwise, with dist.timeout_s.
+std::shared_ptr<ProcessGroup> training_process_group(const DistEnv& env, const std::string& backend, int64_t timeout_s,
+                                                     const c10::Device& device);
+
 // Defined in gloo_backend.cpp / nccl_backend.cpp (each only when its backend is built).
 c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
                                                     int world_size, std::chrono::milliseconds timeout);

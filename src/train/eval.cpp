@@ -11,6 +11,7 @@
 #include "data/loader.hpp"
 #include "data/tokenizer.hpp"
 #endif
+#include "data/shard_list.hpp"
 #include "models/siglip2.hpp"
 #include "train/config.hpp"
 #include "train/training_log.hpp"
@@ -150,6 +151,13 @@ ZeroShotResult zero_shot_accuracy(Siglip2ModelImpl&, const Tokenizer&, const Ima
 
 bool evaluation_supported() {
   return SIGLIP2_CONFIG_DATA_PIPELINE != 0;
+}
+
+void check_evaluation_inputs(const RunConfig& config) {
+  if (config.eval.shards.empty()) return;
+  if (!evaluation_supported())
+    throw ConfigError("eval.shards: evaluation needs a build with OpenCV, libarchive and sentencepiece");
+  check_shard_files("eval.shards", config.eval.shards, expand_braces(config.eval.shards), 0.0, &config.data.remote);
 }
 
 void evaluate_zero_shot(const RunConfig& config, Siglip2ModelImpl& model, TrainingLog* log, int64_t step) {

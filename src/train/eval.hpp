@@ -62,6 +62,9 @@ ZeroShotResult zero_shot_accuracy(Siglip2ModelImpl& model, const Tokenizer& toke
 
 // Whether this build can evaluate (OpenCV, libarchive and sentencepiece).
 bool evaluation_supported();
+// Before training: a ConfigError when eval.shards is set but this build cannot evaluate, or a pattern
+// matches no readable shard.
+void check_evaluation_inputs(const RunConfig& config);
 
 // The evaluation during training: zero_shot_accuracy on eval.shards with the run's tokenizer, reported
 // through `log` at `step`. Does nothing without eval.shards or when `log` is null (ranks other than 0).

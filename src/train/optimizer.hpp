@@ -12,8 +12,11 @@
 
 #include "common/named_tensors.hpp"
 #include "train/config.hpp"
+#include "train/gradient_buckets.hpp"
 
 namespace siglip2 {
+
+class ProcessGroup;
 
 // The schedule multiplier s(step) in [0, 1] for step = 0, 1, … (the first update uses step 0).
 double schedule_multiplier(const ScheduleConfig& schedule, int64_t step, int64_t total_steps);
@@ -39,10 +42,31 @@ class AdamOptimizer {
   const NamedTensors& trainable() const { return params_; }
   // Moments as "exp_avg/<name>", "exp_avg_sq/<name>", plus "step": what optimizer.safetensors holds.
   NamedTensors state() const;
-  // Restores moments by name; names absent from `state` (new parameters) keep zero moments.
+  // Restores moments by name (full tensors, as load_checkpoint assembles them from unsharded or sharded
+  // checkpoints alike); names absent from `state` (new parameters) keep zero moments.
   void load_state(const std::map<std::string, at::Tensor>& state);
 
+  // The trainable parameters in order, and where each add_parameters call's began: GradientSync's groups.
+  std::vector<at::Tensor> parameter_tensors() const;
+  const std::vector<size_t>& group_starts() const { return group_starts_; }
+
+  // ZeRO stage 1 over `pg`'s ranks (DeepSpeed's optimizer-state partitioning; Marian's sharded
+  // optimizer): from now on this rank keeps Adam moments only for its slice of each bucket of `layout`
+  // (what GradientSync with shard = true reduces for it), about 1/W of them. step() then reads only those
+  // elements of .grad, takes the global gradient norm over every rank's slices (one all-reduce), updates
+  // its slices in place with the same fused AdamW, and all-gathers the parameters (one all-gather). Call
+  // again after add_parameters (the new parameters' moments are then sliced; the others keep theirs).
+  // state() is then this rank's slices, "exp_avg/NAME@START" (1-D), and "step".
+  void shard(ProcessGroup& pg, const std::vector<GradientBucket>& layout);
+  bool sharded() const { return pg_ != nullptr; }
+  int64_t state_bytes() const;  // Adam moments held by this process
+
  private:
+  struct Slice {
+    int64_t start = 0, length = 0;
+    bool sliced = false;  // moments hold [start, start + length) of the flattened parameter, else all of it
+  };
+  void gather_parameters();
   OptimizerConfig config_;
   std::vector<std::regex> frozen_;
   NamedTensors params_;  // trainable ones only
@@ -50,6 +74,10 @@ class AdamOptimizer {
   std::vector<bool> decay_;
   std::vector<at::Tensor> steps_;  // the fused kernel's per-tensor step counters (all equal step_)
   int64_t step_ = 0;
+  std::vector<size_t> group_starts_;
+  ProcessGroup* pg_ = nullptr;  // set by shard()
+  std::vector<GradientBucket> layout_;
+  std::vector<Slice> slices_;
 };
 
 }  // namespace siglip2

@@ -108,6 +108,13 @@ StepLosses accumulate_gradients(const StepModules& m, const Batch& batch, int64_
                                 const std::function<void(int64_t)>& after_micro_batch) {
   const std::vector<Batch> micro = split_batch(batch, micro_batches);
   const bool self_distillation = m.self_distillation && m.self_distillation_heads && m.teacher;
+  // The hooks are off until the last micro-batch, and on again however this ends.
+  struct HooksBackOn {
+    GradientSync* sync;
+    ~HooksBackOn() {
+      if (sync) sync->set_hooks_enabled(true);
+    }
+  } hooks_back_on{sync};
   if (sync) sync->set_hooks_enabled(false);
 
   // 1-2. The sigmoid loss of the whole batch from cached embeddings; its gradients for each embedding.
@@ -181,6 +188,9 @@ StepLosses accumulate_gradients(const StepModules& m, const Batch& batch, int64_
     offset += static_cast<size_t>(n);
     if (after_micro_batch) after_micro_batch(static_cast<int64_t>(i));
   }
+  // Reduced before the centre update's collective, so that every rank issues its collectives in one order
+  // whichever parameters the last backward reached.
+  if (sync) sync->finish();
   if (self_distillation) m.self_distillation->update_centers(centers, comm);
 
   StepLosses out;

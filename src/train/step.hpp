@@ -67,11 +67,11 @@ StepLosses training_losses(const StepModules& m, const Batch& batch, const RunCo
 //      the batch's counted tokens; self-distillation: its rows). The teacher centres are updated once,
 //      from the whole batch, after the last micro-batch.
 // The summed gradients are left in .grad: the gradients of training_losses(batch).total, up to rounding.
-// `sync` (null for one process) only launches its all-reduces during the last micro-batch's backward;
-// the caller then calls sync->finish(). `batch` may live on the host: each micro-batch is moved to
-// `device` when used. `after_micro_batch(i)` runs after micro-batch i's backward. Returns the losses,
-// detached (the terms as training_losses names them). The towers must have no dropout: step 3
-// recomputes step 1's embeddings and relies on getting the same values.
+// `sync` (null for one process) only launches its reductions during the last micro-batch's backward,
+// and is finished here (the gradients are then averaged over ranks). `batch` may live on the host: each micro-batch is
+// moved to `device` when used. `after_micro_batch(i)` runs after micro-batch i's backward. Returns the losses, detached
+// (the terms as training_losses names them). The towers must have no dropout: step 3 recomputes step 1's embeddings and
+// relies on getting the same values.
 StepLosses accumulate_gradients(const StepModules& m, const Batch& batch, int64_t micro_batches,
                                 const RunConfig& config, int64_t self_distillation_step, bool bf16,
                                 const c10::Device& device, Collectives* comm, GradientSync* sync,

@@ -13,7 +13,6 @@
 #include "common/error.hpp"
 #include "common/logging.hpp"
 #include "data/loader.hpp"
-#include "data/shard_list.hpp"
 #include "train/batch.hpp"
 #include "train/checkpointer.hpp"
 #include "train/distributed.hpp"
@@ -50,30 +49,21 @@ class Trainer {
   int run() {
     env_ = dist_env_from_environment();
     dev_ = choose_training_device(cfg_.train, env_.local_rank);
-    if (env_.world_size > 1) {
-      const std::string backend =
-          cfg_.dist.backend == "auto" ? (dev_.device.is_cuda() ? "nccl" : "gloo") : cfg_.dist.backend;
-      pg_ = ProcessGroup::create(env_, backend, std::chrono::seconds(cfg_.dist.timeout_s));
-    }
+    pg_ = training_process_group(env_, cfg_.dist.backend, cfg_.dist.timeout_s, dev_.device);
     if (std::string why = cfg_.train.check_world_size(env_.world_size); !why.empty()) throw ConfigError(why);
     checkpointer_ = std::make_unique<Checkpointer>(cfg_, opts_, pg_.get());
     start_from_initialisation();
     if (opts_.resume) resume_from_latest();
     if (!source_) make_source();
     make_sync();
-    if (!cfg_.eval.shards.empty() && !evaluation_supported())  // not hours later, at the first evaluation
-      throw ConfigError("eval.shards: evaluation needs a build with OpenCV, libarchive and sentencepiece");
-    if (!cfg_.eval.shards.empty())  // before training starts, not at the first evaluation
-      check_shard_files("eval.shards", cfg_.eval.shards, expand_braces(cfg_.eval.shards), 0.0, &cfg_.data.remote);
+    check_evaluation_inputs(cfg_);  // not hours later, at the first evaluation
     StopSignals signals;
     checkpointer_->last_saved_step = state_.step;
     const int64_t total = cfg_.train.total_steps;
-    log_info(fmt::format("training {} for {} steps, global batch {} on {} rank(s){}, from step {}", cfg_.model.name,
-                         total, cfg_.train.batch_size, env_.world_size,
-                         cfg_.train.accumulation_steps > 1
-                             ? fmt::format(" in {} micro-batches each", cfg_.train.accumulation_steps)
-                             : "",
-                         state_.step));
+    log_info(fmt::format(
+        "training {} for {} steps, global batch {} on {} rank(s) ({} micro-batch(es) each), from "
+        "step {}",
+        cfg_.model.name, total, cfg_.train.batch_size, env_.world_size, cfg_.train.accumulation_steps, state_.step));
     log_ = std::make_unique<TrainingLog>(cfg_, rank0(), env_.world_size, dev_.peak_flops, state_.step);
     while (state_.step < total) {
       const int64_t step = state_.step;
@@ -180,8 +170,8 @@ class Trainer {
   }
 
   void make_sync() {
-    sync_.reset();
-    if (pg_) sync_ = std::make_unique<GradientSync>(*pg_, m_.parameters());
+    sync_.reset();  // its hooks go before new ones are set
+    sync_ = make_data_parallel(pg_.get(), *optimizer_, cfg_.train.shard_optimizer);
   }
 
   StepResult train_step(int64_t step) {
@@ -202,8 +192,7 @@ class Trainer {
       l = accumulate_gradients(m_.step_modules(), batch, cfg_.train.accumulation_steps, cfg_, since, dev_.bf16,
                                dev_.device, pg_.get(), sync_.get(), [&](int64_t micro_batch) {
                                  if (step == opts_.sigkill_in_step && micro_batch == 0) std::raise(SIGKILL);
-                               });
-      if (sync_) sync_->finish();  // before the loss collective below
+                               });  // gradients averaged over ranks already
     } else {
       l = training_losses(m_.step_modules(), batch, cfg_, since, dev_.bf16, pg_.get());
     }
@@ -215,11 +204,8 @@ class Trainer {
     auto means = mean_losses_over_ranks(loss, l, pg_.get());  // global: what logs and the spike detector see
     r.report.loss = means[0].second;
     r.report.terms.assign(means.begin() + 1, means.end());
-    if (!std::isfinite(r.report.loss)) return fail(r, "loss is not finite");
-    if (cfg_.train.spike_factor > 0 && step >= cfg_.train.spike_warmup && state_.loss_slow > 0 && state_.step > 0 &&
-        r.report.loss > cfg_.train.spike_factor * state_.loss_slow)
-      return fail(r, fmt::format("loss {:.4f} spiked above {} x its slow average {:.4f}", r.report.loss,
-                                 cfg_.train.spike_factor, state_.loss_slow));
+    r.why = state_.loss_problem(r.report.loss, step, cfg_.train.spike_factor, cfg_.train.spike_warmup);
+    if (!r.why.empty()) return fail(r, r.why);
     if (!accumulate) {
       loss.backward();
       if (step == opts_.sigkill_in_step) std::raise(SIGKILL);
@@ -231,9 +217,7 @@ class Trainer {
     if (m_.teacher)
       m_.teacher->update(*m_.towers->vision_model, *m_.self_distillation_heads,
                          cfg_.loss.self_distillation.ema_momentum);
-    if (state_.loss_slow == 0) state_.loss_fast = state_.loss_slow = r.report.loss;  // (re)armed
-    state_.loss_fast = 0.9 * state_.loss_fast + 0.1 * r.report.loss;
-    state_.loss_slow = 0.99 * state_.loss_slow + 0.01 * r.report.loss;
+    state_.track_loss(r.report.loss);
     r.report.step = step + 1;
     if (rank0() && log_->due(r.report.step)) {  // read back only when logged: a GPU keeps its queue otherwise
       r.report.t = m_.towers->logit_scale.exp().item<double>();

@@ -24,6 +24,7 @@ struct TrainOptions {
   // first micro-batch's backward of this step (a kill inside an accumulated step).
   int64_t inject_nan_at_step = -1;
   int64_t sigkill_in_step = -1;
+  int64_t sigkill_in_save_at_step = -1;  // rank 0, after the optimizer shards are written, before the rest
 };
 
 // Returns the process exit status (0: finished or stopped cleanly by a signal).

@@ -1,6 +1,8 @@
 // Under torchrun: each rank runs backward on its own data through GradientSync; the gradients must
 // equal the mean over ranks of the plain per-rank gradients (computed again without the hooks and
-// all-reduced by hand), including a parameter that gets no gradient and one used twice.
+// all-reduced by hand), including a parameter that gets no gradient and one used twice. Sharded
+// (ZeRO-1, reduce-scatter): the elements of this rank's slices hold that mean, and the slices of all
+// ranks cover every element once.
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -31,13 +33,25 @@ std::vector<std::pair<std::string, at::Tensor>> named(Net& n) {
 int main() {
   try {
     auto pg = ProcessGroup::create(dist_env_from_environment(), "gloo", std::chrono::seconds(120));
+    double worst = 0;
     torch::manual_seed(0);
-    Net synced, plain;
+    Net synced, plain, sharded;
     torch::NoGradGuard g0;
     for (auto& p : plain.named_parameters()) p.value().copy_(synced.named_parameters()[p.key()]);
+    for (auto& p : sharded.named_parameters()) p.value().copy_(synced.named_parameters()[p.key()]);
+    std::vector<at::Tensor> sharded_params;
+    for (auto& p : sharded.parameters()) sharded_params.push_back(p);
+    // Two groups, as after the self-distillation heads are added; buckets padded to the world size.
+    GradientSync sharded_sync(*pg, sharded_params, {0, 2}, /*shard=*/true, 1024, 256);
+    const auto slices = shard_slices(sharded_params, sharded_sync.layout(), pg->rank(), pg->world_size());
+    at::Tensor owned = torch::zeros({1});
+    for (size_t i = 0; i < slices.size(); ++i) owned += slices[i].length;
+    int64_t numel = 0;
+    for (auto& p : sharded_params) numel += p.numel();
+    pg->all_reduce_sum(owned);
+    if (owned.item<double>() != static_cast<double>(numel)) worst = 1.0;  // every element in exactly one slice
     torch::manual_seed(100 + pg->rank());
     at::Tensor x = torch::randn({5, 6}), y = torch::randn({5, 3});
-    double worst = 0;
     for (int step = 0; step < 3; ++step) {  // several steps: the buckets must reset between steps
       GradientSync* sync = nullptr;
       static std::unique_ptr<GradientSync> holder;
@@ -45,18 +59,31 @@ int main() {
       sync = holder.get();
       for (auto& p : synced.parameters()) p.mutable_grad().reset();
       for (auto& p : plain.parameters()) p.mutable_grad().reset();
+      for (auto& p : sharded.parameters()) p.mutable_grad().reset();
       {
         torch::AutoGradMode on(true);
         (synced.forward(x * (step + 1)) - y).pow(2).sum().backward();
         (plain.forward(x * (step + 1)) - y).pow(2).sum().backward();
+        (sharded.forward(x * (step + 1)) - y).pow(2).sum().backward();
       }
       sync->finish();
+      sharded_sync.finish();
       for (auto& p : plain.named_parameters()) {
         at::Tensor want = p.value().grad().defined() ? p.value().grad().clone() : torch::zeros_like(p.value());
         pg->all_reduce_sum(want);
         want /= pg->world_size();
         at::Tensor got = synced.named_parameters()[p.key()].grad();
         worst = std::max(worst, (got - want).abs().max().item<double>());
+        const at::Tensor mine = sharded.named_parameters()[p.key()];
+        size_t index = 0;
+        while (!sharded_params[index].is_same(mine)) ++index;
+        const ShardSlice s = slices[index];
+        if (s.length > 0)
+          worst = std::max(
+              worst, (mine.grad().view(-1).narrow(0, s.start, s.length) - want.reshape(-1).narrow(0, s.start, s.length))
+                         .abs()
+                         .max()
+                         .item<double>());
       }
     }
     if (pg->rank() == 0)

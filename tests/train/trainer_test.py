@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -115,9 +116,12 @@ def relative_difference(a, b):
 
 
 def worst_term_difference(one_rows, other_rows, terms=("loss", "sigmoid", "locca", "global_local", "masked")):
-    """The largest relative difference of a logged loss term, and the terms seen (every row of both runs)."""
+    """The largest relative difference of a logged loss term over the steps `other_rows` logged (rows are
+    matched by step), and the terms seen."""
     worst, seen = 0.0, set()
-    for a, b in zip(one_rows, other_rows):
+    by_step = {row["step"]: row for row in one_rows}
+    for b in other_rows:
+        a = by_step.get(b["step"], {})
         for k in terms:
             if k in a or k in b:
                 seen.add(k)
@@ -128,18 +132,40 @@ def worst_term_difference(one_rows, other_rows, terms=("loss", "sigmoid", "locca
     return worst, seen
 
 
-def check_accumulated(name, reference, out, reference_rows):
-    """An accumulated run against the same global batch in one piece: parameters and every logged term.
+def check_equivalent(name, reference, out, reference_rows):
+    """A run against another way of computing the same steps: parameters and every logged term.
     The bound is on ||a - b|| / ||a|| over all parameters (1e-5); single elements may differ by a few
     float32 roundings that Adam's normalisation enlarges where a gradient is tiny (5e-5; one step moves a
     parameter by up to lr = 1e-3)."""
     params = final_params(out)[0]
     diff, rel = max_diff(reference, params, skip_key_biases=True), relative_difference(reference, params)
-    worst, seen = worst_term_difference(reference_rows, metric_rows(out))
+    rows = metric_rows(out)
+    worst, seen = worst_term_difference(reference_rows, rows)
     check(f"{name}: parameters after 8 steps with every objective (largest difference {diff:.1e}, relative "
           f"{rel:.1e}; key biases excluded, {max_diff(reference, params):.1e} with them), logged terms "
           f"(largest relative difference {worst:.1e})",
-          diff <= 5e-5 and rel <= 1e-5 and worst <= 1e-5 and len(seen) == 5, (diff, rel, worst, seen))
+          diff <= 5e-5 and rel <= 1e-5 and worst <= 1e-5 and len(seen) == 5,
+          (diff, rel, worst, seen, [r["step"] for r in reference_rows], [r["step"] for r in rows]))
+
+
+def truncated_copy(src, dst, step):
+    """A copy of run directory `src` as it was when checkpoint `step` was its newest."""
+    shutil.copytree(src, dst)
+    name = f"ckpt-{step:08d}"
+    for entry in os.listdir(dst):
+        if entry.startswith("ckpt-") and entry > name:
+            shutil.rmtree(os.path.join(dst, entry))
+    with open(os.path.join(dst, "latest"), "w") as f:
+        f.write(name + "\n")
+    for metrics in ("metrics.jsonl",):
+        if os.path.exists(os.path.join(dst, metrics)):
+            os.remove(os.path.join(dst, metrics))
+
+
+def sharded_share(stderr):
+    """Rank 0's share of the Adam moments, from the log line of the last layout (after the heads joined)."""
+    found = re.findall(r"ZeRO-1\): ([0-9.]+) of ([0-9.]+) MiB", stderr)
+    return float(found[-1][0]) / float(found[-1][1]) if found else None
 
 
 def main():
@@ -185,7 +211,7 @@ def main():
             r = train(write_config(d, acc_out), "--set", f"train.accumulation_steps={k}")
             check(f"accumulation_steps {k} finishes", r.returncode == 0, r.stderr[-1500:])
             if r.returncode == 0:
-                check_accumulated(f"{k} micro-batches equal one batch", ref, acc_out, metric_rows(ref_out))
+                check_equivalent(f"{k} micro-batches equal one batch", ref, acc_out, metric_rows(ref_out))
         # Killed inside an accumulated step (after its first micro-batch) and resumed: the uninterrupted
         # accumulated run, bit for bit.
         kill_acc_out = os.path.join(d, "kill_acc4")
@@ -239,8 +265,86 @@ def main():
             r = train(write_config(d, two_acc_out), "--set", "train.accumulation_steps=2", world=2)
             check("two ranks with 2 micro-batches each finish", r.returncode == 0, r.stderr[-1500:])
             if r.returncode == 0:
-                check_accumulated("two ranks x 2 micro-batches equal two ranks", two, two_acc_out, two_rows)
-                check_accumulated("two ranks x 2 micro-batches equal one process", ref, two_acc_out, one_rows)
+                check_equivalent("two ranks x 2 micro-batches equal two ranks", two, two_acc_out, two_rows)
+                check_equivalent("two ranks x 2 micro-batches equal one process", ref, two_acc_out, one_rows)
+
+            # ZeRO-1: each rank keeps Adam moments for its slice of every gradient bucket; gradients are
+            # reduce-scattered, the global norm summed over slices, parameters all-gathered after the step.
+            shard = ["--set", "train.shard_optimizer=true"]
+            shard_out = os.path.join(d, "two_shard")
+            r = train(write_config(d, shard_out), *shard, world=2)
+            share = sharded_share(r.stderr)
+            check(f"sharded optimizer on two ranks finishes, rank 0 holding {share} of the moments",
+                  r.returncode == 0 and share is not None and share <= 0.5 + 0.01, r.stderr[-1500:])
+            if r.returncode == 0:
+                check_equivalent("two ranks sharded equal two ranks unsharded", two, shard_out, two_rows)
+                # Killed inside a save, after every rank wrote its shard and before the checkpoint was
+                # renamed into place: the previous checkpoint stands, and resuming ends where the
+                # uninterrupted run does, bit for bit.
+                kill_save_out = os.path.join(d, "kill_save")
+                cfg = write_config(d, kill_save_out)
+                r = train(cfg, *shard, "--debug-sigkill-in-save", "4", world=2)
+                with open(os.path.join(kill_save_out, "latest")) as f:
+                    latest = f.read().strip()
+                tmp = [n for n in os.listdir(kill_save_out) if n.startswith(".ckpt-00000004.tmp-")]
+                shards_written = len(tmp) == 1 and os.path.exists(
+                    os.path.join(kill_save_out, tmp[0], "optimizer-00001-of-00002.safetensors"))
+                r2 = train(cfg, *shard, world=2)
+                diff = max_diff(final_params(shard_out)[0], final_params(kill_save_out)[0]) \
+                    if r2.returncode == 0 else None
+                check(f"SIGKILL inside a sharded save keeps the previous checkpoint ({latest}); resumed equals "
+                      f"uninterrupted bit for bit (max difference {diff})",
+                      r.returncode != 0 and latest == "ckpt-00000002" and shards_written and diff == 0.0,
+                      (r.returncode, latest, shards_written, r2.stderr[-1500:]))
+                # Elastic: the sharded checkpoint of step 4 resumed on one rank (unsharded) ends as the
+                # two-rank run does.
+                one_out = os.path.join(d, "shard_to_one")
+                truncated_copy(shard_out, one_out, 4)
+                r = train(write_config(d, one_out))
+                check(f"a two-rank sharded checkpoint resumes on one rank",
+                      r.returncode == 0 and "written by 2 rank(s), resuming on 1" in r.stderr, r.stderr[-1500:])
+                if r.returncode == 0:
+                    check_equivalent("sharded 2 -> 1 rank equals two ranks throughout", two, one_out, two_rows)
+            # Sharding with accumulation: the reduce-scatter launches in the last micro-batch's backward.
+            shard_acc_out = os.path.join(d, "two_shard_acc2")
+            r = train(write_config(d, shard_acc_out), *shard, "--set", "train.accumulation_steps=2", world=2)
+            check("sharded with 2 micro-batches finishes", r.returncode == 0, r.stderr[-1500:])
+            if r.returncode == 0:
+                check_equivalent("two ranks sharded x 2 micro-batches equal two ranks", two, shard_acc_out, two_rows)
+
+        # Four ranks: sharded against unsharded, then the sharded run's step-4 checkpoint resumed on two ranks.
+        four_out, four_shard_out = os.path.join(d, "four"), os.path.join(d, "four_shard")
+        r = train(write_config(d, four_out), world=4)
+        r_shard = train(write_config(d, four_shard_out), "--set", "train.shard_optimizer=true", world=4)
+        share = sharded_share(r_shard.stderr)
+        check(f"four ranks finish, sharded and not; rank 0 holds {share} of the moments",
+              r.returncode == 0 and r_shard.returncode == 0 and share is not None and share <= 0.25 + 0.01,
+              r.stderr[-800:] + r_shard.stderr[-800:])
+        if r.returncode == 0 and r_shard.returncode == 0:
+            four_rows = metric_rows(four_out)
+            check_equivalent("four ranks sharded equal four ranks unsharded", final_params(four_out)[0], four_shard_out,
+                             four_rows)
+            elastic_out = os.path.join(d, "four_to_two")
+            truncated_copy(four_shard_out, elastic_out, 4)
+            r = train(write_config(d, elastic_out), "--set", "train.shard_optimizer=true", world=2)
+            check("a four-rank sharded checkpoint resumes on two ranks, sharded",
+                  r.returncode == 0 and "written by 4 rank(s), resuming on 2" in r.stderr, r.stderr[-1500:])
+            if r.returncode == 0:
+                check_equivalent("sharded 4 -> 2 ranks equals four ranks throughout", final_params(four_out)[0],
+                                 elastic_out, four_rows)
+        # 2 -> 3 ranks (a batch of 12, which both divide).
+        b12_out, b12_three_out = os.path.join(d, "b12_two"), os.path.join(d, "b12_two_to_three")
+        r = train(write_config(d, b12_out), "--set", "train.batch_size=12", "--set", "train.shard_optimizer=true",
+                  world=2)
+        if r.returncode == 0:
+            truncated_copy(b12_out, b12_three_out, 4)
+            r = train(write_config(d, b12_three_out), "--set", "train.batch_size=12", "--set",
+                      "train.shard_optimizer=true", world=3)
+        check("a two-rank sharded checkpoint resumes on three ranks, sharded",
+              r.returncode == 0 and "written by 2 rank(s), resuming on 3" in r.stderr, r.stderr[-1500:])
+        if r.returncode == 0:
+            check_equivalent("sharded 2 -> 3 ranks equals two ranks throughout", final_params(b12_out)[0],
+                             b12_three_out, metric_rows(b12_out))
 
         # SIGKILL at random moments, resume with the same command: bit-identical parameters.
         random.seed(1)
