@@ -21,6 +21,7 @@ void add_train_command(CLI::App& app) {
     std::string file;
     std::vector<std::string> overrides;
     bool no_resume = false;
+    bool allow_batch_size_change = false;
     int64_t nan_step = -1;
     int64_t kill_step = -1;
     int64_t kill_save_step = -1;
@@ -32,6 +33,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", args->overrides, "override a key: --set train.total_steps=100 (repeatable)")
       ->allow_extra_args(false);
   cmd->add_flag("--no-resume", args->no_resume, "start from scratch even if the run directory has checkpoints");
+  cmd->add_flag("--allow-batch-size-change", args->allow_batch_size_change,
+                "resume a checkpoint trained with another train.batch_size (refused otherwise)");
   cmd->add_option("--init-from", args->init_from,
                   "fine-tune: start the towers from hf:DIR, a model directory or a checkpoint (sets train.init_from)");
   cmd->add_option("--debug-nan-at-step", args->nan_step,
@@ -45,6 +48,7 @@ void add_train_command(CLI::App& app) {
     if (!args->init_from.empty()) cfg.train.init_from = args->init_from;
     TrainOptions o;
     o.resume = !args->no_resume;
+    o.allow_batch_size_change = args->allow_batch_size_change;
     // Checkpoints carry their own copy of the tokenizer model, and their config points at it.
     RunConfig saved = cfg;
     if (!cfg.tokenizer.model_file.empty()) {

@@ -44,6 +44,7 @@ nlohmann::json TrainerState::to_json() const {
           {"rollbacks", rollbacks},
           {"skipped_steps", skipped_steps},
           {"world_size", world_size},
+          {"batch_size", batch_size},
           {"config_hash", config_hash},
           {"data", data}};
 }
@@ -61,6 +62,7 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
     s.rollbacks = j.at("rollbacks").get<int64_t>();
     s.skipped_steps = j.at("skipped_steps").get<std::vector<int64_t>>();
     s.world_size = j.at("world_size").get<int>();
+    s.batch_size = j.value("batch_size", int64_t{0});
     s.config_hash = j.at("config_hash").get<std::string>();
     s.data = j.at("data");
   } catch (const nlohmann::json::exception& e) {
@@ -170,11 +172,9 @@ std::string finish_checkpoint(const std::string& run_dir, const CheckpointConten
     safetensors::save((tmp / "model.safetensors").string(), c.model);
     if (c.optimizer_shards > 0) {
       nlohmann::json files = nlohmann::json::array();
-      for (int r = 0; r < c.optimizer_shards; ++r) {
-        files.push_back(optimizer_shard_name(r, c.optimizer_shards));
-        if (!fs::exists(tmp / files.back().get<std::string>()))
-          throw Error((tmp / files.back().get<std::string>()).string() + ": the rank's optimizer shard is missing");
-      }
+      // Each rank has reported its shard written (Checkpointer); on a network filesystem another node's
+      // new file may not be visible here yet, so loading is where a missing one is caught.
+      for (int r = 0; r < c.optimizer_shards; ++r) files.push_back(optimizer_shard_name(r, c.optimizer_shards));
       const nlohmann::json manifest = {{"format", "siglip2 sharded Adam moments (ZeRO-1)"},
                                        {"world_size", c.optimizer_shards},
                                        {"step", c.state.step},
@@ -250,7 +250,10 @@ std::map<std::string, at::Tensor> read_sharded_optimizer(const std::string& dir,
     auto f = safetensors::File::open(path);
     for (const auto& t : f.tensors()) {
       if (t.name == "step") {
-        out["step"] = f.get(t.name).clone();
+        const at::Tensor step = f.get(t.name).clone();
+        if (out.count("step") && !at::equal(out["step"], step))
+          throw Error(path + ": its 'step' differs from the other shards'");
+        out["step"] = step;
         continue;
       }
       const size_t at_sign = t.name.rfind('@');
@@ -341,6 +344,18 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& run_di
     }
   }
   return std::nullopt;
+}
+
+void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, bool allow_batch_change, int world_size) {
+  const int64_t trained = ck.state.batch_size;
+  if (trained > 0 && trained != batch_size && !allow_batch_change)
+    throw ConfigError(
+        fmt::format("train.batch_size: {} was trained with a global batch of {}, this run asks for {}; "
+                    "the schedule's steps and the data stream would change meaning (pass "
+                    "--allow-batch-size-change to continue with the new batch)",
+                    ck.path, trained, batch_size));
+  if (ck.state.world_size != world_size)
+    log_warn(fmt::format("{} was written by {} rank(s), resuming on {}", ck.path, ck.state.world_size, world_size));
 }
 
 }  // namespace siglip2

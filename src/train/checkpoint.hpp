@@ -28,6 +28,7 @@ struct TrainerState {
   int64_t rollbacks = 0;
   std::vector<int64_t> skipped_steps;  // batches skipped after a rollback
   int world_size = 1;
+  int64_t batch_size = 0;  // the global batch (train.batch_size); 0 in checkpoints written before it was kept
   std::string config_hash;
   nlohmann::json data;  // loader state per rank
 
@@ -80,5 +81,9 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& run_di
 LoadedCheckpoint load_checkpoint(const std::string& dir);
 
 std::vector<std::string> list_checkpoints(const std::string& run_dir);  // newest first
+
+// Before a run resumes from `ck`: a ConfigError when it was trained with another global batch (unless
+// `allow_batch_change`); a warning when it was written by another number of ranks.
+void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, bool allow_batch_change, int world_size);
 
 }  // namespace siglip2

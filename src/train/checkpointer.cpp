@@ -6,7 +6,9 @@
 
 #include <csignal>
 #include <cstring>
+#include <functional>
 
+#include "common/error.hpp"
 #include "common/logging.hpp"
 #include "train/batch.hpp"
 #include "train/distributed.hpp"
@@ -30,6 +32,26 @@ bool Checkpointer::due(int64_t step, bool stop) const {
          is_phase_point(step);
 }
 
+namespace {
+
+// Runs `what` on this rank and tells every rank whether it failed anywhere (one all-reduce), so that
+// all ranks stop on the same error instead of waiting for a rank that has given up.
+void on_every_rank(ProcessGroup& pg, const char* stage, const std::function<void()>& what) {
+  std::string error;
+  try {
+    what();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  at::Tensor failed = at::full({1}, error.empty() ? 0.0 : 1.0, at::kDouble);
+  pg.all_reduce_sum(failed);
+  if (!error.empty()) throw Error(error);
+  if (failed.item<double>() > 0)
+    throw Error(fmt::format("{} failed on another rank (its log says why); the previous checkpoint stands", stage));
+}
+
+}  // namespace
+
 void Checkpointer::save(const TrainingModel& model, const AdamOptimizer& optimizer, TrainerState& state,
                         const BatchSource& source) {
   last_saved_step = state.step;
@@ -37,19 +59,8 @@ void Checkpointer::save(const TrainingModel& model, const AdamOptimizer& optimiz
   state.data = gather_data_states(source);
   const bool rank0 = !pg_ || pg_->rank() == 0;
   const std::string& run_dir = config_.train.out_dir;
-  if (rank0) begin_checkpoint(run_dir, state.step);
   CheckpointContents c;
-  if (optimizer.sharded()) {  // every rank writes its slices of the moments into the temporary directory
-    at::Tensor writer = at::full({1}, rank0 ? static_cast<int64_t>(::getpid()) : 0, at::kLong);
-    pg_->broadcast(writer, 0);  // after rank 0 has made the directory
-    write_optimizer_shard(checkpoint_tmp_dir(run_dir, state.step, writer.item<int64_t>()), pg_->rank(),
-                          pg_->world_size(), optimizer.state());
-    pg_->barrier();
-    c.optimizer_shards = pg_->world_size();
-  } else if (rank0) {
-    c.optimizer = optimizer.state();
-  }
-  if (rank0) {
+  auto finish = [&] {
     if (state.step == options_.sigkill_in_save_at_step) std::raise(SIGKILL);  // testing: a kill inside a save
     c.model = model.parameters();
     c.teacher = model.teacher_tensors();
@@ -58,8 +69,31 @@ void Checkpointer::save(const TrainingModel& model, const AdamOptimizer& optimiz
     c.tokenizer_model = options_.tokenizer_model;
     const std::string path = finish_checkpoint(run_dir, c, config_.train.keep_checkpoints);
     log_info(fmt::format("step {}: saved {}{}", state.step, path, state.keep ? " (phase checkpoint, kept)" : ""));
+  };
+  if (!optimizer.sharded()) {
+    if (rank0) {
+      begin_checkpoint(run_dir, state.step);
+      c.optimizer = optimizer.state();
+      finish();
+    }
+    if (pg_) pg_->barrier();  // nobody runs ahead of a checkpoint that may be rolled back to
+    return;
   }
-  if (pg_) pg_->barrier();  // nobody runs ahead of a checkpoint that may be rolled back to
+  // Sharded: rank 0 makes the temporary directory (on a filesystem every rank sees), every rank writes its
+  // slices of the moments into it, rank 0 writes the rest and renames it into place; each stage's
+  // failure anywhere stops every rank with it.
+  on_every_rank(*pg_, "making the checkpoint's directory", [&] {
+    if (rank0) begin_checkpoint(run_dir, state.step);
+  });
+  at::Tensor writer = at::full({1}, rank0 ? static_cast<int64_t>(::getpid()) : 0, at::kLong);
+  pg_->broadcast(writer, 0);
+  const std::string tmp = checkpoint_tmp_dir(run_dir, state.step, writer.item<int64_t>());
+  on_every_rank(*pg_, "writing an optimizer shard",
+                [&] { write_optimizer_shard(tmp, pg_->rank(), pg_->world_size(), optimizer.state()); });
+  c.optimizer_shards = pg_->world_size();
+  on_every_rank(*pg_, "finishing the checkpoint", [&] {
+    if (rank0) finish();
+  });
 }
 
 void Checkpointer::stopped_while_waiting(const TrainingModel& model, const AdamOptimizer& optimizer,

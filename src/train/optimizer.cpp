@@ -43,7 +43,8 @@ bool decays(const std::string& name, const at::Tensor& p) {
   return true;
 }
 
-AdamOptimizer::AdamOptimizer(const OptimizerConfig& config, NamedTensors params) : config_(config) {
+AdamOptimizer::AdamOptimizer(const OptimizerConfig& config, NamedTensors params, bool will_shard)
+    : config_(config), will_shard_(will_shard) {
   for (const auto& pattern : config.frozen) {
     try {
       frozen_.emplace_back(pattern);
@@ -64,8 +65,9 @@ void AdamOptimizer::add_parameters(const NamedTensors& params) {
       continue;
     }
     params_.emplace_back(name, p);
-    exp_avg_.push_back(at::zeros_like(p));
-    exp_avg_sq_.push_back(at::zeros_like(p));
+    exp_avg_.push_back(will_shard_ ? at::Tensor() : at::zeros_like(p));
+    exp_avg_sq_.push_back(will_shard_ ? at::Tensor() : at::zeros_like(p));
+    loaded_.emplace_back();
     decay_.push_back(decays(name, p));
     steps_.push_back(at::full({}, static_cast<double>(step_), p.options().dtype(at::kFloat)));
     slices_.push_back({0, p.numel(), false});
@@ -81,6 +83,12 @@ std::vector<at::Tensor> AdamOptimizer::parameter_tensors() const {
 
 void AdamOptimizer::shard(ProcessGroup& pg, const std::vector<GradientBucket>& layout) {
   torch::NoGradGuard no_grad;
+  // Checked on every rank alike (a rank that throws alone would leave the others in a collective).
+  for (const auto& [name, p] : params_) {
+    if (!p.is_contiguous()) throw Error("optimizer: sharding needs contiguous parameters; '" + name + "' is not");
+    if (p.scalar_type() != params_.front().second.scalar_type() || p.device() != params_.front().second.device())
+      throw Error("optimizer: sharding needs every parameter in one dtype and on one device; '" + name + "' is not");
+  }
   const std::vector<ShardSlice> mine = shard_slices(parameter_tensors(), layout, pg.rank(), pg.world_size());
   for (size_t i = 0; i < params_.size(); ++i) {
     Slice& s = slices_[i];
@@ -88,8 +96,17 @@ void AdamOptimizer::shard(ProcessGroup& pg, const std::vector<GradientBucket>& l
     if (s.sliced)
       throw Error("optimizer: the moments of '" + params_[i].first +
                   "' are sharded differently; a layout may only add parameters");
-    for (at::Tensor* m : {&exp_avg_[i], &exp_avg_sq_[i]})
-      *m = m->reshape(-1).narrow(0, mine[i].start, mine[i].length).clone();
+    const at::Tensor& p = params_[i].second;
+    const at::Tensor* loaded[] = {&loaded_[i].first, &loaded_[i].second};
+    at::Tensor* moments[] = {&exp_avg_[i], &exp_avg_sq_[i]};
+    for (int k = 0; k < 2; ++k) {
+      at::Tensor& m = *moments[k];
+      const at::Tensor& whole = m.defined() ? m : *loaded[k];  // allocated whole, loaded, or neither (zeros)
+      m = whole.defined()
+              ? whole.reshape(-1).narrow(0, mine[i].start, mine[i].length).to(p.device(), p.scalar_type(), false, true)
+              : at::zeros({mine[i].length}, p.options().requires_grad(false));
+    }
+    loaded_[i] = {};
     s = {mine[i].start, mine[i].length, true};
   }
   pg_ = &pg;
@@ -99,7 +116,8 @@ void AdamOptimizer::shard(ProcessGroup& pg, const std::vector<GradientBucket>& l
 int64_t AdamOptimizer::state_bytes() const {
   int64_t bytes = 0;
   for (size_t i = 0; i < params_.size(); ++i)
-    bytes += (exp_avg_[i].numel() + exp_avg_sq_[i].numel()) * static_cast<int64_t>(exp_avg_[i].element_size());
+    for (const at::Tensor* m : {&exp_avg_[i], &exp_avg_sq_[i]})
+      if (m->defined()) bytes += m->numel() * static_cast<int64_t>(m->element_size());
   return bytes;
 }
 
@@ -148,12 +166,12 @@ OptimizerStepStats AdamOptimizer::step(double multiplier) {
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& p = params_[i].second;
     at::Tensor g = p.grad().defined() ? p.grad() : at::zeros_like(p);
+    TORCH_CHECK(exp_avg_[i].defined(), "optimizer: '", params_[i].first, "' has no moments yet: call shard()");
     if (pg_) {  // sharded: this rank's slice only
       const Slice& s = slices_[i];
       TORCH_CHECK(s.sliced, "optimizer: '", params_[i].first, "' was added after shard(); call shard() again");
       if (s.length == 0) continue;
-      TORCH_CHECK(g.is_contiguous() && p.is_contiguous(), "sharded optimizer needs contiguous parameters");
-      g = g.view(-1).narrow(0, s.start, s.length);
+      g = g.reshape(-1).narrow(0, s.start, s.length);
       grads.push_back(g);
       params.push_back(p.view(-1).narrow(0, s.start, s.length));
     } else {
@@ -241,6 +259,8 @@ void AdamOptimizer::load_state(const std::map<std::string, at::Tensor>& state) {
                     c10::str(params_[i].second.sizes()));
       if (slice.sliced)
         dst->copy_(s->second.reshape(-1).narrow(0, slice.start, slice.length));
+      else if (!dst->defined())  // will_shard: kept (on the host) until shard() takes its slice
+        (dst == &exp_avg_[i] ? loaded_[i].first : loaded_[i].second) = s->second;
       else
         dst->copy_(s->second);
     }

@@ -32,7 +32,9 @@ struct OptimizerStepStats {
 
 class AdamOptimizer {
  public:
-  AdamOptimizer(const OptimizerConfig& config, NamedTensors params);
+  // `will_shard`: moments are not allocated until shard() gives their slices (nor when state is loaded:
+  // it is kept until then), so that a model that fits only sharded never holds them whole.
+  AdamOptimizer(const OptimizerConfig& config, NamedTensors params, bool will_shard = false);
   // Parameters added later (the self-distillation heads at 80%) start with fresh moments.
   void add_parameters(const NamedTensors& params);
   // Applies one update from the current .grad() of every trainable parameter; missing grads count as 0.
@@ -78,6 +80,8 @@ class AdamOptimizer {
   ProcessGroup* pg_ = nullptr;  // set by shard()
   std::vector<GradientBucket> layout_;
   std::vector<Slice> slices_;
+  bool will_shard_ = false;
+  std::vector<std::pair<at::Tensor, at::Tensor>> loaded_;  // will_shard: loaded moments until shard()
 };
 
 }  // namespace siglip2

@@ -117,7 +117,8 @@ class Trainer {
     m_ = TrainingModel{};  // the old tensors go before the new ones are drawn
     m_ = build_training_model(cfg_, cfg_.train.locca, static_cast<uint64_t>(cfg_.train.seed), dev_.device,
                               opts_.init_tensors, "train.init_from " + opts_.init_source);
-    optimizer_ = std::make_unique<AdamOptimizer>(cfg_.optimizer, m_.parameters());
+    optimizer_.reset();  // the old moments go before new ones are made
+    optimizer_ = std::make_unique<AdamOptimizer>(cfg_.optimizer, m_.parameters(), pg_ && cfg_.train.shard_optimizer);
     if (pg_) {
       torch::NoGradGuard g;
       for (auto& [name, p] : m_.parameters()) pg_->broadcast(p, 0);
@@ -127,6 +128,7 @@ class Trainer {
   void start_from_initialisation() {
     state_ = TrainerState{};
     state_.world_size = env_.world_size;
+    state_.batch_size = cfg_.train.batch_size;
     state_.phase = "pretrain";
     build_model();
   }
@@ -134,9 +136,7 @@ class Trainer {
   void resume_from_latest() {
     auto ck = load_latest_checkpoint(cfg_.train.out_dir);
     if (!ck) return;
-    if (ck->state.world_size != env_.world_size)
-      log_warn(
-          fmt::format("{} was written by {} rank(s), resuming on {}", ck->path, ck->state.world_size, env_.world_size));
+    check_resumable(*ck, cfg_.train.batch_size, opts_.allow_batch_size_change, env_.world_size);
     apply_checkpoint(*ck);
     log_info(fmt::format("resumed from {} at step {}", ck->path, state_.step));
   }
@@ -151,6 +151,7 @@ class Trainer {
     optimizer_->load_state(ck.optimizer);
     state_ = ck.state;
     state_.world_size = env_.world_size;
+    state_.batch_size = cfg_.train.batch_size;
     make_source();
   }
 

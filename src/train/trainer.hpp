@@ -14,9 +14,10 @@
 namespace siglip2 {
 
 struct TrainOptions {
-  bool resume = true;           // continue from RUN/latest when there is one
-  std::string config_yaml;      // the resolved config, written into every checkpoint
-  std::string tokenizer_model;  // copied into checkpoints when set
+  bool resume = true;                    // continue from RUN/latest when there is one
+  bool allow_batch_size_change = false;  // resume a checkpoint trained with another train.batch_size
+  std::string config_yaml;               // the resolved config, written into every checkpoint
+  std::string tokenizer_model;           // copied into checkpoints when set
   // train.init_from, read by the caller: the towers' tensors (HF names) a run from scratch starts with.
   NamedTensors init_tensors;
   std::string init_source;

@@ -44,12 +44,12 @@ int main() {
     // Two groups, as after the self-distillation heads are added; buckets padded to the world size.
     GradientSync sharded_sync(*pg, sharded_params, {0, 2}, /*shard=*/true, 1024, 256);
     const auto slices = shard_slices(sharded_params, sharded_sync.layout(), pg->rank(), pg->world_size());
-    at::Tensor owned = torch::zeros({1});
-    for (size_t i = 0; i < slices.size(); ++i) owned += slices[i].length;
-    int64_t numel = 0;
-    for (auto& p : sharded_params) numel += p.numel();
-    pg->all_reduce_sum(owned);
-    if (owned.item<double>() != static_cast<double>(numel)) worst = 1.0;  // every element in exactly one slice
+    for (size_t i = 0; i < slices.size(); ++i) {  // every element in exactly one rank's slice
+      at::Tensor owners = torch::zeros({sharded_params[i].numel()});
+      if (slices[i].length > 0) owners.narrow(0, slices[i].start, slices[i].length).fill_(1.0);
+      pg->all_reduce_sum(owners);
+      if (!owners.eq(1.0).all().item<bool>()) worst = 1.0;
+    }
     torch::manual_seed(100 + pg->rank());
     at::Tensor x = torch::randn({5, 6}), y = torch::randn({5, 3});
     for (int step = 0; step < 3; ++step) {  // several steps: the buckets must reset between steps

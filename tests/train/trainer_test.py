@@ -305,6 +305,19 @@ def main():
                       r.returncode == 0 and "written by 2 rank(s), resuming on 1" in r.stderr, r.stderr[-1500:])
                 if r.returncode == 0:
                     check_equivalent("sharded 2 -> 1 rank equals two ranks throughout", two, one_out, two_rows)
+                # And the other way: an unsharded two-rank checkpoint resumed sharded.
+                to_shard_out = os.path.join(d, "two_to_sharded")
+                truncated_copy(two_out, to_shard_out, 4)
+                r = train(write_config(d, to_shard_out), *shard, world=2)
+                check("an unsharded checkpoint resumes sharded", r.returncode == 0 and "resumed from" in r.stderr,
+                      r.stderr[-1500:])
+                if r.returncode == 0:
+                    check_equivalent("unsharded -> sharded equals two ranks throughout", two, to_shard_out, two_rows)
+                # A NaN rolls back and re-shards the rebuilt optimizer on every rank.
+                nan_shard_out = os.path.join(d, "nan_shard")
+                r = train(write_config(d, nan_shard_out), *shard, "--debug-nan-at-step", "5", world=2)
+                check("sharded: an injected NaN rolls back and the run finishes",
+                      r.returncode == 0 and "rolled back to" in r.stderr, r.stderr[-1500:])
             # Sharding with accumulation: the reduce-scatter launches in the last micro-batch's backward.
             shard_acc_out = os.path.join(d, "two_shard_acc2")
             r = train(write_config(d, shard_acc_out), *shard, "--set", "train.accumulation_steps=2", world=2)
@@ -398,6 +411,15 @@ def main():
         check("a truncated latest checkpoint falls back to the previous one",
               r.returncode == 0 and "is damaged and is skipped" in r.stderr and "resumed from" in r.stderr
               and "ckpt-00000004" in r.stderr, r.stderr[-2000:])
+
+        # Another global batch on resume: refused, unless asked for.
+        r = train(cfg, "--set", "train.total_steps=10", "--set", "train.batch_size=4")
+        check("resuming with another train.batch_size is refused with the reason",
+              r.returncode == 2 and "trained with a global batch of 8, this run asks for 4" in r.stderr,
+              r.stderr[-800:])
+        r = train(cfg, "--set", "train.total_steps=10", "--set", "train.batch_size=4", "--allow-batch-size-change")
+        check("--allow-batch-size-change resumes with the new batch",
+              r.returncode == 0 and final_params(dmg_out)[1] == "ckpt-00000010", r.stderr[-800:])
 
         # An injected NaN loss: rollback to the last checkpoint, skip that batch, finish.
         nan_out = os.path.join(d, "nan")
