@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/validators.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "common/logging.hpp"
@@ -138,13 +139,13 @@ void add_adapt_command(CLI::App& app) {
       ->required();
   cmd->add_option("--out", args->out, "the new run directory")->required();
   cmd->add_option("--image-size", args->image_size, "fixed resolution: the new image side in pixels")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--patch-size", args->patch_size, "a new patch size (e.g. 14 from 16)")->check(CLI::PositiveNumber);
+      ->check(positive);
+  cmd->add_option("--patch-size", args->patch_size, "a new patch size (e.g. 14 from 16)")->check(positive);
   auto* naflex = cmd->add_flag("--naflex", args->naflex,
                                "convert to a NaFlex tower (Linear patch embedding, learned position grid); the "
                                "self-distillation parts are dropped");
   cmd->add_option("--num-patches", args->num_patches, "NaFlex: positions in the learned grid (a square)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->needs(naflex);
   cmd->add_flag("--overwrite", args->overwrite, "replace a non-empty --out");
   cmd->callback([args] { run_adapt(*args); });

@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/presets.hpp"
+#include "cli/validators.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "models/siglip2.hpp"
@@ -84,7 +85,8 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
                       {"objectives", a.objectives},
                       {"pairs_per_s", r.pairs_per_s},
                       {"step_ms", r.step_ms},
-                      {"forward_ms", r.forward_ms},  // accumulated: forward and backward together
+                      {"forward_ms", micro_batches > 1 ? nlohmann::json() : nlohmann::json(r.forward_ms)},
+                      {"forward_backward_ms", r.forward_ms + r.backward_ms},
                       {"backward_ms", micro_batches > 1 ? nlohmann::json() : nlohmann::json(r.backward_ms)},
                       {"optimizer_ms", r.optimizer_ms},
                       {"comm_ms", r.comm_ms},
@@ -129,8 +131,8 @@ void run_bench(BenchArgs& a) {
     if (colon != std::string::npos)
       overrides.push_back("train.activation_checkpointing_every_n=" + a.activation_checkpointing.substr(colon + 1));
   }
-  if (a.accumulation_steps > 0) overrides.push_back("train.accumulation_steps=" + std::to_string(a.accumulation_steps));
   RunConfig cfg = config::load<RunConfig>(path, overrides);
+  if (a.accumulation_steps > 0) cfg.train.accumulation_steps = a.accumulation_steps;  // checked with --batch
   if (a.o.self_distillation && cfg.model.vision.naflex)
     throw UsageError("--objectives self_distillation: needs a fixed-resolution model");
   const std::string name = a.preset.empty() ? cfg.model.name : a.preset;
@@ -149,9 +151,9 @@ void add_bench_command(CLI::App& app) {
   auto* config = cmd->add_option("--config", args->config, "a config file with a model: section");
   preset->excludes(config);
   cmd->add_option("--set", args->overrides, "override a config key (repeatable)");
-  cmd->add_option("--batch", args->o.batch, "pairs per step")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", args->o.steps, "timed steps")->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", args->o.warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", args->o.batch, "pairs per step")->check(positive);
+  cmd->add_option("--steps", args->o.steps, "timed steps")->check(positive);
+  cmd->add_option("--warmup", args->o.warmup, "untimed steps first")->check(non_negative);
   cmd->add_option("--device", args->o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", args->o.precision, "fp32, or bf16 autocast with fp32 weights")
       ->check(CLI::IsMember({"fp32", "bf16"}));
@@ -161,12 +163,11 @@ void add_bench_command(CLI::App& app) {
                   "none, blocks or every_n:N (sets train.activation_checkpointing and its every_n)");
   cmd->add_option("--accumulation-steps", args->accumulation_steps,
                   "micro-batches per step (sets train.accumulation_steps; GradCache, every negative kept)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", args->threads, "intra-op CPU threads (0: LibTorch's default)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(positive);
+  cmd->add_option("--threads", args->threads, "intra-op CPU threads (0: LibTorch's default)")->check(non_negative);
   cmd->add_option("--peak-tflops", args->peak_tflops,
                   "device peak for MFU in TFLOP/s (default: from the GPU's name; none on CPU)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative);
   cmd->add_option("--profile", args->o.profile,
                   "write a Chrome trace (chrome://tracing, Perfetto) of the timed steps to this file");
   cmd->callback([args] { run_bench(*args); });

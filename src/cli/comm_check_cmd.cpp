@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/validators.hpp"
 #include "common/error.hpp"
 #include "common/logging.hpp"
 #include "train/distributed.hpp"
@@ -92,10 +93,10 @@ void add_comm_check_command(CLI::App& app) {
   cmd->add_option("--backend", args->backend, "auto (nccl on CUDA, else gloo), gloo or nccl")
       ->check(CLI::IsMember({"auto", "gloo", "nccl"}));
   cmd->add_option("--timeout-s", args->timeout_s, "seconds before rendezvous or a collective gives up")
-      ->check(CLI::PositiveNumber);
+      ->check(positive);
   cmd->add_option("--size-mb", args->size_mb, "all-reduce size for the bandwidth measurement")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--iters", args->iters, "all-reduce repetitions timed")->check(CLI::PositiveNumber);
+      ->check(positive);
+  cmd->add_option("--iters", args->iters, "all-reduce repetitions timed")->check(positive);
   cmd->callback([args] { run_comm_check(*args); });
 }
 

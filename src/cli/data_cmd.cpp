@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/validators.hpp"
 #include "common/error.hpp"
 #include "common/logging.hpp"
 #include "data/remote.hpp"
@@ -226,18 +227,18 @@ void add_data_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--read-timeout-s", inspect->remote.read_timeout_s,
                   "URL shards: seconds without a byte before a request is dropped and retried (data.remote)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->add_option("--retries", inspect->remote.retries,
                   "URL shards: failed requests in a row before a shard is given up (data.remote)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative)
       ->capture_default_str();
   cmd->add_option("--sheet", inspect->sheet, "also write a contact sheet PNG: thumbnails, captions, region boxes");
   cmd->add_option("--count", inspect->count, "--sheet: samples drawn (the first usable ones)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->add_option("--columns", inspect->columns, "--sheet: thumbnails per row at most")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->callback([inspect] { run_inspect(*inspect); });
 
@@ -248,22 +249,22 @@ void add_data_command(CLI::App& app) {
   cmd->add_option("--mode", bench->mode, "fixed (square resize), naflex (patchified) or self_distillation (fixed + local views)")
       ->check(CLI::IsMember({"fixed", "naflex", "self_distillation"}))
       ->capture_default_str();
-  cmd->add_option("--threads", bench->threads, "loader threads")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--threads", bench->threads, "loader threads")->check(positive)->capture_default_str();
   cmd->add_option("--images", bench->images, "images to time (whole batches)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->add_option("--warmup", bench->warmup, "batches taken before timing (default: 2 per thread)");
   cmd->add_option("--batch-size", bench->batch_size, "images per batch")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->add_option("--image-size", bench->image_size, "fixed and self_distillation: square side in pixels")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->add_option("--max-patches", bench->max_patches, "naflex: patches per image at most")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->add_option("--patch-size", bench->patch_size, "patch side in pixels")
-      ->check(CLI::PositiveNumber)
+      ->check(positive)
       ->capture_default_str();
   cmd->add_option("--shuffle-buffer", bench->shuffle_buffer, "samples in each thread's shuffle buffer")
       ->capture_default_str();

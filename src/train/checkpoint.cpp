@@ -354,6 +354,9 @@ void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, bool allow_
                     "the schedule's steps and the data stream would change meaning (pass "
                     "--allow-batch-size-change to continue with the new batch)",
                     ck.path, trained, batch_size));
+  if (trained > 0 && trained != batch_size)
+    log_warn(fmt::format("{} was trained with a global batch of {}; continuing with {} (--allow-batch-size-change)",
+                         ck.path, trained, batch_size));
   if (ck.state.world_size != world_size)
     log_warn(fmt::format("{} was written by {} rank(s), resuming on {}", ck.path, ck.state.world_size, world_size));
 }

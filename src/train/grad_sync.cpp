@@ -192,7 +192,10 @@ void GradientSync::finish() {
 }
 
 std::unique_ptr<GradientSync> make_data_parallel(ProcessGroup* pg, AdamOptimizer& optimizer, bool shard) {
-  if (!pg) return nullptr;
+  if (!pg) {
+    if (shard) log_info("train.shard_optimizer: one rank, nothing to shard (the optimizer state stays whole)");
+    return nullptr;
+  }
   auto sync = std::make_unique<GradientSync>(*pg, optimizer.parameter_tensors(), optimizer.group_starts(), shard);
   if (!shard) return sync;
   optimizer.shard(*pg, sync->layout());
