@@ -82,6 +82,7 @@ GradientSync::GradientSync(ProcessGroup& pg, std::vector<at::Tensor> params, con
     : pg_(pg), shard_(shard), params_(std::move(params)) {
   for (const auto& p : params_) TORCH_CHECK(p.requires_grad(), "GradientSync: a parameter does not require grad");
   layout_ = bucket_layout(params_, group_starts, bucket_bytes, first_bucket_bytes, shard ? pg.world_size() : 1);
+  if (shard_) slices_ = shard_slices(params_, layout_, pg.rank(), pg.world_size());
   where_.resize(params_.size());
   filled_.assign(params_.size(), false);
   for (size_t bi = 0; bi < layout_.size(); ++bi) {
@@ -159,19 +160,17 @@ void GradientSync::finish() {
     launch(next_launch_);
   }
   const double inv = 1.0 / pg_.world_size();
-  const int64_t rank = pg_.rank();
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {
     Bucket& b = buckets_[bi];
     const GradientBucket& l = layout_[bi];
     pg_.wait(*b.work, shard_ ? "gradient reduce_scatter" : "gradient all_reduce");
     const at::Tensor reduced = shard_ ? b.shard : b.flat;
     reduced.mul_(inv);
-    const int64_t lo = rank * reduced.numel(), hi = lo + reduced.numel();
+    const int64_t lo = pg_.rank() * reduced.numel();  // where this rank's slice of the bucket starts
     for (size_t slot = 0; slot < l.params.size(); ++slot) {
       at::Tensor& p = params_[l.params[slot]];
-      const int64_t begin = l.offsets[slot], end = begin + p.numel();
       if (!shard_) {
-        at::Tensor avg = reduced.narrow(0, begin, p.numel()).view(p.sizes());
+        at::Tensor avg = reduced.narrow(0, l.offsets[slot], p.numel()).view(p.sizes());
         if (p.grad().defined())
           p.mutable_grad().copy_(avg);
         else
@@ -180,9 +179,12 @@ void GradientSync::finish() {
       }
       if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
       TORCH_CHECK(p.grad().is_contiguous(), "sharded gradient sync needs contiguous gradients");
-      const int64_t from = std::max(begin, lo), to = std::min(end, hi);
-      if (from < to)
-        p.mutable_grad().view(-1).narrow(0, from - begin, to - from).copy_(reduced.narrow(0, from - lo, to - from));
+      const ShardSlice& s = slices_[l.params[slot]];
+      if (s.length > 0)
+        p.mutable_grad()
+            .view(-1)
+            .narrow(0, s.start, s.length)
+            .copy_(reduced.narrow(0, l.offsets[slot] + s.start - lo, s.length));
     }
     b.ready = 0;
     b.work.reset();

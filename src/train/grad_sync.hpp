@@ -68,6 +68,7 @@ class GradientSync {
   bool shard_;
   std::vector<at::Tensor> params_;
   std::vector<GradientBucket> layout_;
+  std::vector<ShardSlice> slices_;                // sharded: each parameter's elements this rank reduces
   std::vector<std::pair<size_t, size_t>> where_;  // param -> (bucket, slot)
   std::vector<bool> filled_;
   std::vector<Bucket> buckets_;
