@@ -103,8 +103,12 @@ void run_inspect(const InspectArgs& a) {
   int64_t skipped = 0;
   for (const auto& [reason, n] : s.skipped)
     if (reason != skip::kBadBox && reason != skip::kUnreadableShard && reason != skip::kTruncatedShard) skipped += n;
-  std::printf("skipped         %lld\n", static_cast<long long>(skipped));
+  std::printf("skipped         %lld samples (shard-level reasons and bad boxes are counted below, not here)\n",
+              static_cast<long long>(skipped));
   for (const auto& [reason, n] : s.skipped) std::printf("  %-18s %lld\n", reason.c_str(), static_cast<long long>(n));
+  if (s.samples == 0 && s.shards > 0)  // a typo'd pattern or a server that is gone is a failure, not an empty count
+    throw Error("data inspect: no sample could be read from the " + std::to_string(s.shards) +
+                " shard(s); the warnings above say why");
   if (a.sheet.empty()) return;
   ContactSheetConfig c;
   c.count = a.count;
@@ -138,6 +142,8 @@ void run_bench(const BenchArgs& a) {
     tc.model_file = a.tokenizer;
     tokenizer = Tokenizer::load(tc);
   }
+  for (const auto& pattern : a.shards)  // a typo'd pattern stops here, not after the loader's retries
+    check_shard_files("data bench", pattern, expand_braces(pattern), 0.0);
   DataLoader loader(c, image, tokenizer ? &*tokenizer : nullptr, 0, 1);
   auto next = [&loader] {
     std::optional<Batch> b = loader.next();
@@ -221,7 +227,9 @@ void add_data_command(CLI::App& app) {
   auto inspect = std::make_shared<InspectArgs>();
   cmd = data->add_subcommand(
       "inspect", "read shards and count samples, regions and skipped samples by reason; --sheet draws them");
-  cmd->add_option("shards", inspect->shards, "shard files, pipe:COMMAND or http(s):// / s3:// URLs, with brace patterns (data/{000000..000009}.tar)")
+  cmd->add_option(
+         "shards", inspect->shards,
+         "shard files, pipe:COMMAND or http(s):// / s3:// URLs, with brace patterns (data/{000000..000009}.tar)")
       ->required();
   cmd->add_option("--max-pixels", inspect->max_pixels, "images with more pixels count as skipped")
       ->capture_default_str();
@@ -246,26 +254,21 @@ void add_data_command(CLI::App& app) {
   cmd = data->add_subcommand("bench", "loader throughput: decode and transform with N threads, images per second");
   cmd->add_option("shards", bench->shards, "shard patterns, one per source; each needs at least --threads shards")
       ->required();
-  cmd->add_option("--mode", bench->mode, "fixed (square resize), naflex (patchified) or self_distillation (fixed + local views)")
+  cmd->add_option("--mode", bench->mode,
+                  "fixed (square resize), naflex (patchified) or self_distillation (fixed + local views)")
       ->check(CLI::IsMember({"fixed", "naflex", "self_distillation"}))
       ->capture_default_str();
   cmd->add_option("--threads", bench->threads, "loader threads")->check(positive)->capture_default_str();
-  cmd->add_option("--images", bench->images, "images to time (whole batches)")
-      ->check(positive)
-      ->capture_default_str();
+  cmd->add_option("--images", bench->images, "images to time (whole batches)")->check(positive)->capture_default_str();
   cmd->add_option("--warmup", bench->warmup, "batches taken before timing (default: 2 per thread)");
-  cmd->add_option("--batch-size", bench->batch_size, "images per batch")
-      ->check(positive)
-      ->capture_default_str();
+  cmd->add_option("--batch-size", bench->batch_size, "images per batch")->check(positive)->capture_default_str();
   cmd->add_option("--image-size", bench->image_size, "fixed and self_distillation: square side in pixels")
       ->check(positive)
       ->capture_default_str();
   cmd->add_option("--max-patches", bench->max_patches, "naflex: patches per image at most")
       ->check(positive)
       ->capture_default_str();
-  cmd->add_option("--patch-size", bench->patch_size, "patch side in pixels")
-      ->check(positive)
-      ->capture_default_str();
+  cmd->add_option("--patch-size", bench->patch_size, "patch side in pixels")->check(positive)->capture_default_str();
   cmd->add_option("--shuffle-buffer", bench->shuffle_buffer, "samples in each thread's shuffle buffer")
       ->capture_default_str();
   cmd->add_option("--seed", bench->seed, "loader seed")->capture_default_str();

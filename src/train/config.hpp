@@ -236,7 +236,9 @@ struct RunConfig {
   }
   std::string check() const {
     if (std::string why = inputs_match_model(model, image, tokenizer); !why.empty()) return why;
-    if (schedule.warmup_steps > train.total_steps) return "schedule.warmup_steps exceeds train.total_steps";
+    if (schedule.warmup_steps > train.total_steps)
+      return "schedule.warmup_steps (" + std::to_string(schedule.warmup_steps) + ") exceeds train.total_steps (" +
+             std::to_string(train.total_steps) + ")";
     if (train.accumulation_steps > train.batch_size)
       return "train.accumulation_steps (" + std::to_string(train.accumulation_steps) + ") exceeds train.batch_size (" +
              std::to_string(train.batch_size) + "): a micro-batch would be empty";

@@ -173,7 +173,7 @@ TEST_F(ConfigTest, RangeChecksAndRequiredValues) {
   e = error_of(write("d.yaml", "train:\n  total_steps: 5\nmodel:\n  vision:\n    hidden_size: 100\n"));
   EXPECT_NE(e.find("model.vision: num_attention_heads must divide hidden_size"), std::string::npos) << e;
   e = error_of(write("e.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 6\n"));
-  EXPECT_NE(e.find("schedule.warmup_steps exceeds train.total_steps"), std::string::npos) << e;
+  EXPECT_NE(e.find("schedule.warmup_steps (6) exceeds train.total_steps (5)"), std::string::npos) << e;
 }
 
 TEST_F(ConfigTest, BaseInheritanceMergesMapsAndReplacesLists) {

@@ -125,9 +125,13 @@ def main():
         assert c.get("with regions") == 20 or p.stdout.find("with regions    20") >= 0, p.stdout
         p = run("data", "inspect", os.path.join(out, "eval/000000.tar"))
         assert counts(p.stdout).get("with labels") == 10, p.stdout
-        # A missing shard is counted, not fatal; a malformed pattern is an error line and exit 1.
-        p = run("data", "inspect", os.path.join(out, "nothing.tar"))
-        assert "unreadable_shard" in p.stdout, p.stdout
+        # A missing shard is counted, not fatal, beside readable ones; nothing readable at all is exit 1
+        # after the counts; a malformed pattern is an error line and exit 1.
+        p = run("data", "inspect", os.path.join(out, "train/{000000..000001}.tar"), os.path.join(out, "nothing.tar"))
+        assert "unreadable_shard" in p.stdout and counts(p.stdout).get("samples") == 20, p.stdout
+        p = run("data", "inspect", os.path.join(out, "nothing.tar"), ok=False)
+        assert p.returncode == 1 and "unreadable_shard" in p.stdout, (p.returncode, p.stdout)
+        assert "error: data inspect: no sample could be read from the 1 shard(s)" in p.stderr, p.stderr
         p = run("data", "inspect", os.path.join(out, "train/{000000..000001.tar"), ok=False)
         assert p.returncode == 1 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr, p.stderr
         p = run("data", "synth", ok=False)

@@ -204,7 +204,8 @@ def http_cases(tool, bin_, work):
         r = subprocess.run([bin_, "data", "inspect", base + "hang.tar", "--read-timeout-s", "1", "--retries", "0"],
                            capture_output=True, text=True, timeout=300)
         took = time.time() - t0
-        check(r.returncode == 0 and "no byte received for 1 s" in r.stderr and took < 20,
+        check(r.returncode == 1 and "no byte received for 1 s" in r.stderr and "no sample could be read" in r.stderr
+              and took < 20,
               f"inspect with --read-timeout-s 1 --retries 0 on a stalling server gives up in {took:.1f} s "
               f"({r.stderr.strip().splitlines()[-1:]})")
     finally:
