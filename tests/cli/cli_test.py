@@ -84,8 +84,20 @@ def main():
         expect("missing file exits 2", run(b, "config", "show", os.path.join(d, "none.yaml")), 2,
                stderr_has=["none.yaml: config file not found"], one_line_error=True)
 
-    expect("config keys", run(b, "config", "keys"), 0,
-           stdout_has=["optimizer.lr", "float = 0.001", "train.total_steps", "(required)"])
+    keys = run(b, "config", "keys")
+    expect("config keys", keys, 0, stdout_has=["optimizer.lr", "float = 0.001", "train.total_steps", "(required)"])
+    # docs/configs.md quotes the whole output: it must not drift from the keys the binary reads.
+    with open(os.path.join(a.source, "docs", "configs.md")) as f:
+        doc = f.read()
+    quoted = doc.split("Output of `build/siglip2 config keys`", 1)[-1].split("```\n", 1)[-1].split("```", 1)[0]
+    global passed
+    if quoted == keys.stdout:
+        passed += 1
+        print("ok   docs/configs.md quotes `config keys` as the binary prints it")
+    else:
+        missing = [l.split()[0] for l in keys.stdout.splitlines() if l.strip() and l not in quoted.splitlines()]
+        failures.append("docs/configs.md key list")
+        print(f"FAIL docs/configs.md key list differs from `config keys` (first lines not quoted: {missing[:5]})")
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS")}
