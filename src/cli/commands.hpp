@@ -20,5 +20,6 @@ void add_eval_command(CLI::App& app);
 void add_caption_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_adapt_command(CLI::App& app);
+void add_plan_command(CLI::App& app);
 
 }  // namespace siglip2::cli

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   siglip2::cli::add_caption_command(app);
   siglip2::cli::add_bench_command(app);
   siglip2::cli::add_adapt_command(app);
+  siglip2::cli::add_plan_command(app);
 
   if (argc > 1 && argv[1][0] != '-' && !has_subcommand(app, argv[1])) {
     std::string names;

@@ -8,6 +8,7 @@
 #include <map>
 #include <utility>
 
+#include "models/meta_shapes.hpp"
 #include "models/resize.hpp"
 
 namespace siglip2 {
@@ -289,16 +290,7 @@ ParameterCounts count_parameters(Siglip2ModelImpl& model) {
 }
 
 TensorShapes parameter_shapes(const ModelConfig& c) {
-  TensorShapes out;
-  // Saves and restores the thread's whole dispatch state: IncludeDispatchKeyGuard would leave the Meta
-  // backend bit behind (removing a key from a DispatchKeySet keeps its backend bits), and every later
-  // operation on this thread would then run its meta kernel.
-  const c10::impl::LocalDispatchKeySet now = c10::impl::tls_local_dispatch_key_set();
-  c10::impl::ForceDispatchKeyGuard meta(now.included_ | c10::DispatchKeySet(c10::DispatchKey::Meta), now.excluded_);
-  torch::NoGradGuard no_grad;
-  Siglip2Model model(c);
-  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value().sizes().vec());
-  return out;
+  return meta_parameter_shapes([&] { return Siglip2Model(c); });
 }
 
 ParameterCounts count_parameters(const ModelConfig& c) {

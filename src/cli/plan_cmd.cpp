@@ -1,0 +1,192 @@
+// `siglip2 plan`: memory per rank, FLOPs per step and the largest batch that fits a device, for a run config
+// or a model preset, before renting a cluster (train/memory_plan.hpp says what is counted and how).
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "cli/presets.hpp"
+#include "cli/validators.hpp"
+#include "common/config.hpp"
+#include "common/error.hpp"
+#include "train/config.hpp"
+#include "train/memory_plan.hpp"
+
+namespace siglip2::cli {
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+struct PlanArgs {
+  std::string config, preset;
+  std::vector<std::string> overrides;
+  int64_t world_size = 1;
+  int64_t batch = 0;               // global; 0: the config's
+  int64_t accumulation_steps = 0;  // 0: the config's
+  std::string activation_checkpointing;
+  bool shard_optimizer = false;
+  std::string precision = "bf16";
+  double device_gib = 80;
+  bool json = false;
+};
+
+std::string checkpointing_name(const TrainConfig& t) {
+  return t.activation_checkpointing == "every_n" ? "every_n:" + std::to_string(t.activation_checkpointing_every_n)
+                                                 : t.activation_checkpointing;
+}
+
+std::string millions(int64_t n) {
+  return fmt::format("{:.1f} M", static_cast<double>(n) / 1e6);
+}
+
+void run_plan(const PlanArgs& a) {
+  if (a.preset.empty() == a.config.empty()) throw UsageError("plan needs a config file or --preset NAME");
+  const std::string path = a.config.empty() ? resolve_model_preset(a.preset) : a.config;
+  // A model-only file lacks the run keys: planning needs no schedule, only the batch settings.
+  std::vector<std::string> overrides = {"train.total_steps=1000000", "schedule.warmup_steps=0"};
+  if (a.batch > 0) overrides.push_back("train.batch_size=" + std::to_string(a.batch));
+  if (a.accumulation_steps > 0) overrides.push_back("train.accumulation_steps=" + std::to_string(a.accumulation_steps));
+  if (a.shard_optimizer) overrides.push_back("train.shard_optimizer=true");
+  if (!a.activation_checkpointing.empty()) {
+    const size_t colon = a.activation_checkpointing.find(':');
+    const std::string mode = a.activation_checkpointing.substr(0, colon);
+    if ((mode == "every_n") != (colon != std::string::npos))
+      throw UsageError("--activation-checkpointing " + a.activation_checkpointing + ": none, blocks, or every_n:N");
+    overrides.push_back("train.activation_checkpointing=" + mode);
+    if (colon != std::string::npos)
+      overrides.push_back("train.activation_checkpointing_every_n=" + a.activation_checkpointing.substr(colon + 1));
+  }
+  overrides.insert(overrides.end(), a.overrides.begin(), a.overrides.end());
+  const RunConfig cfg = config::load<RunConfig>(path, overrides);
+  if (std::string why = cfg.train.check_world_size(a.world_size); !why.empty()) throw ConfigError(why);
+
+  PlanOptions o;
+  o.world_size = a.world_size;
+  o.bf16 = a.precision == "bf16";
+  const MemoryPlan p = plan_memory(cfg, o);
+  const double device = a.device_gib * kGiB;
+  const int64_t max_none = largest_micro_batch(cfg, o, device, 0);
+  const int64_t max_blocks = largest_micro_batch(cfg, o, device, 1);
+  const bool sd = cfg.train.self_distillation && !cfg.model.vision.naflex;
+  auto steps_for = [&](int64_t micro) -> int64_t { return micro <= 0 ? 0 : (p.batch_per_rank + micro - 1) / micro; };
+
+  if (a.json) {
+    nlohmann::json j = {{"model", cfg.model.name},
+                        {"world_size", a.world_size},
+                        {"precision", a.precision},
+                        {"global_batch", cfg.train.batch_size},
+                        {"batch_per_rank", p.batch_per_rank},
+                        {"accumulation_steps", cfg.train.accumulation_steps},
+                        {"micro_batch", p.micro_batch},
+                        {"activation_checkpointing", checkpointing_name(cfg.train)},
+                        {"shard_optimizer", cfg.train.shard_optimizer},
+                        {"objectives", {{"locca", cfg.train.locca}, {"self_distillation", sd}}},
+                        {"parameters",
+                         {{"vision", p.vision_params},
+                          {"text", p.text_params},
+                          {"decoder", p.decoder_params},
+                          {"self_distillation_heads", p.head_params},
+                          {"teacher", p.teacher_params},
+                          {"trained", p.params()}}},
+                        {"bytes",
+                         {{"weights", p.weights},
+                          {"gradients", p.gradients},
+                          {"gradient_buckets", p.gradient_buckets},
+                          {"optimizer", p.optimizer},
+                          {"teacher", p.teacher},
+                          {"weight_cast", p.weight_cast},
+                          {"batch", p.batch},
+                          {"activations", p.activations},
+                          {"activations_none", p.activations_none},
+                          {"activations_blocks", p.activations_blocks},
+                          {"peak", p.peak},
+                          {"peak_none", p.peak_none},
+                          {"peak_blocks", p.peak_blocks}}},
+                        {"device_bytes", device},
+                        {"largest_micro_batch", {{"none", max_none}, {"blocks", max_blocks}}},
+                        {"flops_forward", p.flops_forward},
+                        {"flops_step", p.flops_step}};
+    std::cout << j.dump() << std::endl;
+    return;
+  }
+
+  std::cout << fmt::format(
+      "plan: {}, {} rank(s) x {} pairs (global batch {}), {} micro-batch(es) of {}, activation checkpointing {}, "
+      "optimizer state {}, {}\n",
+      cfg.model.name, a.world_size, p.batch_per_rank, cfg.train.batch_size, cfg.train.accumulation_steps, p.micro_batch,
+      checkpointing_name(cfg.train),
+      cfg.train.shard_optimizer ? fmt::format("sharded over {} ranks", a.world_size) : "whole on every rank",
+      o.bf16 ? "bf16 autocast, fp32 weights" : "fp32");
+  std::cout << fmt::format("objectives: sigmoid{}{}\n", cfg.train.locca ? " + locca" : "",
+                           sd ? " + self-distillation (the phase from 80%: the largest)" : "");
+  std::cout << fmt::format("parameters trained: {} (vision {}, text {}{}{}){}\n", millions(p.params()),
+                           millions(p.vision_params), millions(p.text_params),
+                           p.decoder_params ? ", decoder " + millions(p.decoder_params) : "",
+                           p.head_params ? ", self-distillation heads " + millions(p.head_params) : "",
+                           p.teacher_params ? "; EMA teacher " + millions(p.teacher_params) : "");
+  std::cout << "memory per rank                   GiB\n";
+  auto row = [](const std::string& what, double bytes, const std::string& note = "") {
+    std::cout << fmt::format("  {:<26}{:>9.2f}{}\n", what, bytes / kGiB, note.empty() ? "" : "   " + note);
+  };
+  row("weights (fp32)", p.weights);
+  row("gradients", p.gradients);
+  if (p.gradient_buckets > 0)
+    row("gradient buckets", p.gradient_buckets,
+        cfg.train.shard_optimizer ? "flat buckets + reduce-scatter output" : "flat buckets");
+  row("optimizer state (AdamW)", p.optimizer,
+      cfg.train.shard_optimizer ? fmt::format("1/{} of {:.2f}", a.world_size, p.optimizer * a.world_size / kGiB) : "");
+  if (p.teacher > 0) row("EMA teacher", p.teacher);
+  if (p.weight_cast > 0) row("bf16 weight copies", p.weight_cast, "autocast, forward to backward");
+  row("batch on the device", p.batch);
+  row("activations", p.activations,
+      fmt::format("kept for backward; none {:.2f}, blocks {:.2f}", p.activations_none / kGiB,
+                  p.activations_blocks / kGiB));
+  row("peak", p.peak, fmt::format("none {:.2f}, blocks {:.2f}", p.peak_none / kGiB, p.peak_blocks / kGiB));
+  std::cout << fmt::format(
+      "device memory {:g} GiB: {}\n", a.device_gib,
+      p.peak <= device ? fmt::format("fits ({:.0f}% of it at the peak)", 100 * p.peak / device) : "does NOT fit");
+  std::cout << fmt::format("largest micro-batch per rank that fits: {} without checkpointing, {} with blocks\n",
+                           max_none, max_blocks);
+  if (max_blocks > 0)
+    std::cout << fmt::format("  {} pairs per rank: train.accumulation_steps {} (none) or {} (blocks)\n",
+                             p.batch_per_rank, max_none > 0 ? std::to_string(steps_for(max_none)) : "-",
+                             steps_for(max_blocks));
+  std::cout << fmt::format(
+      "FLOPs per step and rank: {:.3g} TFLOP (one forward of everything: {:.3g} TFLOP); "
+      "all ranks: {:.3g} PFLOP\n",
+      p.flops_step / 1e12, p.flops_forward / 1e12, p.flops_step * static_cast<double>(a.world_size) / 1e15);
+}
+
+}  // namespace
+
+void add_plan_command(CLI::App& app) {
+  auto args = std::make_shared<PlanArgs>();
+  auto* cmd = app.add_subcommand(
+      "plan",
+      "will it fit? memory per rank, FLOPs per step and the largest batch per device, before renting a cluster");
+  auto* config = cmd->add_option("config", args->config, "a run config (YAML)");
+  auto* preset = cmd->add_option("--preset", args->preset, "a model preset instead (see 'siglip2 model-info --list')");
+  preset->excludes(config);
+  cmd->add_option("--set", args->overrides, "override a config key (repeatable)");
+  cmd->add_option("--world-size", args->world_size, "ranks (GPUs) in the run")->check(positive);
+  cmd->add_option("--batch", args->batch, "global batch (sets train.batch_size; default the config's, 32768)")
+      ->check(positive);
+  cmd->add_option("--accumulation-steps", args->accumulation_steps, "micro-batches per step (train.accumulation_steps)")
+      ->check(positive);
+  cmd->add_option("--activation-checkpointing", args->activation_checkpointing,
+                  "none, blocks or every_n:N (train.activation_checkpointing)");
+  cmd->add_flag("--shard-optimizer", args->shard_optimizer, "shard AdamW's state over the ranks (ZeRO-1)");
+  cmd->add_option("--precision", args->precision, "bf16 (autocast, as on GPUs; default) or fp32 (as on the CPU)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device-memory", args->device_gib, "GiB per device (default 80, an H100)")->check(positive);
+  cmd->add_flag("--json", args->json, "one JSON object, sizes in bytes");
+  cmd->callback([args] { run_plan(*args); });
+}
+
+}  // namespace siglip2::cli

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""`siglip2 plan` against what `siglip2 bench` measures on the CPU (fp32), and its own arithmetic.
+
+For each small shape (B/16 widths with fewer blocks, a smaller image and vocabulary, so one step takes a
+second or two) the planned peak of live tensors must be within 15% of the tensor peak the benchmark measures,
+with and without activation checkpointing, with the LocCa decoder, self-distillation, accumulation and a
+NaFlex tower. Then: parameter counts equal `model-info`'s, sharding divides the optimizer state by the world
+size exactly, and the largest micro-batch is the last that fits.
+"""
+import argparse
+import json
+import subprocess
+import sys
+
+SMALL = ["--set", "model.vision.num_hidden_layers=2", "--set", "model.text.num_hidden_layers=2",
+         "--set", "model.text.vocab_size=32000"]
+SMALL_FIXED = SMALL + ["--set", "model.vision.image_size=128", "--set", "image.image_size=128"]
+MIB = 2.0**20
+
+
+def run(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {out.returncode}: {out.stderr.strip()[-400:]}")
+    return out.stdout
+
+
+def plan(args, preset, extra):
+    return json.loads(run([args.bin, "plan", "--preset", preset, "--json"] + extra))
+
+
+def measured_vs_planned(args, preset, batch, checkpointing, objectives, extra):
+    lines = run([args.bin, "bench", "--preset", preset, "--steps", "1", "--warmup", "1", "--batch", str(batch),
+                 "--threads", "2", "--activation-checkpointing", checkpointing, "--objectives", objectives] + extra)
+    r = json.loads(next(l for l in lines.splitlines() if l.startswith("RESULT "))[7:])
+    plan_args = ["--precision", "fp32", "--batch", str(batch), "--activation-checkpointing", checkpointing,
+                 "--set", "train.data=synthetic",
+                 "--set", f"train.locca={'true' if 'locca' in objectives else 'false'}",
+                 "--set", f"train.self_distillation={'true' if 'self_distillation' in objectives else 'false'}"]
+    p = plan(args, preset, plan_args + extra)
+    planned = p["bytes"]["peak"] / MIB
+    ratio = planned / r["tensor_peak_mib"]
+    print(f"{preset} batch {batch} {checkpointing:6s} {objectives:32s} {' '.join(e for e in extra if 'accum' in e)}: "
+          f"measured peak {r['tensor_peak_mib']:7.0f} MiB, planned {planned:7.0f} MiB ({ratio:.3f})")
+    return ratio
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    args = ap.parse_args()
+
+    cases = [
+        ("b16_256", 8, "none", "sigmoid", SMALL_FIXED),
+        ("b16_256", 64, "none", "sigmoid", SMALL_FIXED),
+        ("b16_256", 64, "blocks", "sigmoid", SMALL_FIXED),
+        ("b16_256", 16, "none", "sigmoid,locca", SMALL_FIXED),
+        ("b16_256", 16, "blocks", "sigmoid,locca", SMALL_FIXED),
+        ("b16_256", 8, "none", "sigmoid,locca,self_distillation", SMALL_FIXED),
+        ("b16_256", 8, "blocks", "sigmoid,self_distillation", SMALL_FIXED),
+        ("b16_256", 32, "none", "sigmoid,locca", SMALL_FIXED + ["--set", "train.accumulation_steps=4"]),
+        ("b16_naflex", 16, "none", "sigmoid,locca", SMALL),
+        ("b16_naflex", 16, "blocks", "sigmoid", SMALL),
+    ]
+    failures = []
+    for case in cases:
+        ratio = measured_vs_planned(args, *case)
+        if not 0.85 <= ratio <= 1.15:
+            failures.append(f"{case[:4]}: planned/measured peak {ratio:.3f} is outside 0.85..1.15")
+
+    # Parameter counts: the towers' equal model-info's (which reads the modules' registered parameters).
+    for preset in ["b16_256", "so400m14_224", "gopt16_256"]:
+        info = json.loads(run([args.bin, "model-info", preset]))
+        p = plan(args, preset, [])
+        towers = p["parameters"]["vision"] + p["parameters"]["text"]
+        if towers != info["total"] or p["parameters"]["vision"] != info["vision"]:
+            failures.append(f"{preset}: plan counts {towers} tower parameters, model-info {info['total']}")
+
+    # Sharding: optimizer state / W exactly; gradient buckets only with several ranks.
+    whole = plan(args, "l16_256", ["--world-size", "8"])["bytes"]
+    sharded = plan(args, "l16_256", ["--world-size", "8", "--shard-optimizer"])["bytes"]
+    if abs(sharded["optimizer"] * 8 - whole["optimizer"]) > 1:
+        failures.append(f"sharded optimizer state {sharded['optimizer']} is not 1/8 of {whole['optimizer']}")
+    if whole["optimizer"] != 2 * whole["weights"]:
+        failures.append("AdamW state is not two fp32 moments per parameter")
+    one = plan(args, "l16_256", ["--world-size", "1"])["bytes"]
+    if one["gradient_buckets"] != 0 or whole["gradient_buckets"] != whole["gradients"]:
+        failures.append("gradient buckets: none on one rank, one flat copy of the gradients on several")
+
+    # The largest micro-batch fits, one more does not (80 GiB, blocks, So400m with every objective).
+    base = ["--world-size", "8", "--device-memory", "80"]
+    p = plan(args, "so400m14_224", base)
+    largest = p["largest_micro_batch"]["blocks"]
+    fits = plan(args, "so400m14_224", base + ["--batch", str(8 * largest), "--activation-checkpointing", "blocks"])
+    over = plan(args, "so400m14_224",
+                base + ["--batch", str(8 * (largest + 1)), "--activation-checkpointing", "blocks"])
+    print(f"so400m14_224 on 80 GiB, blocks: largest micro-batch {largest}: peak {fits['bytes']['peak'] / 2**30:.2f} "
+          f"GiB; {largest + 1}: {over['bytes']['peak'] / 2**30:.2f} GiB")
+    if not (largest > 0 and fits["bytes"]["peak"] <= 80 * 2**30 < over["bytes"]["peak"]):
+        failures.append(f"largest micro-batch {largest} is not the last that fits 80 GiB")
+    # Checkpointing keeps less than no checkpointing, and the FLOPs grow by the recomputed forward.
+    none = plan(args, "b16_256", ["--activation-checkpointing", "none", "--world-size", "8"])
+    blocks = plan(args, "b16_256", ["--activation-checkpointing", "blocks", "--world-size", "8"])
+    if not blocks["bytes"]["activations"] < none["bytes"]["activations"]:
+        failures.append("checkpointing does not reduce the planned activations")
+    if not none["flops_step"] < blocks["flops_step"] < none["flops_step"] * 4 / 3 + 1:
+        failures.append("checkpointing's recomputation is not between 0 and one forward of FLOPs")
+
+    if failures:
+        print("FAIL:\n  " + "\n  ".join(failures))
+        return 1
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
