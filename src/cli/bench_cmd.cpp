@@ -122,14 +122,8 @@ void run_bench(BenchArgs& a) {
                                         "schedule.warmup_steps=0", "train.self_distillation=false"};
   overrides.insert(overrides.end(), a.overrides.begin(), a.overrides.end());
   if (!a.activation_checkpointing.empty()) {
-    const size_t colon = a.activation_checkpointing.find(':');
-    const std::string mode = a.activation_checkpointing.substr(0, colon);
-    if ((mode == "every_n") != (colon != std::string::npos))
-      throw UsageError("--activation-checkpointing " + a.activation_checkpointing +
-                       ": none, blocks, or every_n:N (blocks 0, N, 2N, ... recomputed)");
-    overrides.push_back("train.activation_checkpointing=" + a.activation_checkpointing.substr(0, colon));
-    if (colon != std::string::npos)
-      overrides.push_back("train.activation_checkpointing_every_n=" + a.activation_checkpointing.substr(colon + 1));
+    const auto ac = activation_checkpointing_overrides(a.activation_checkpointing);
+    overrides.insert(overrides.end(), ac.begin(), ac.end());
   }
   RunConfig cfg = config::load<RunConfig>(path, overrides);
   if (a.accumulation_steps > 0) cfg.train.accumulation_steps = a.accumulation_steps;  // checked with --batch

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -48,21 +49,24 @@ std::string millions(int64_t n) {
 void run_plan(const PlanArgs& a) {
   if (a.preset.empty() == a.config.empty()) throw UsageError("plan needs a config file or --preset NAME");
   const std::string path = a.config.empty() ? resolve_model_preset(a.preset) : a.config;
+  if (std::filesystem::is_directory(path)) throw UsageError(path + ": a directory, not a config file");
   // A model-only file lacks the run keys: planning needs no schedule, only the batch settings.
   std::vector<std::string> overrides = {"train.total_steps=1000000", "schedule.warmup_steps=0"};
   if (a.batch > 0) overrides.push_back("train.batch_size=" + std::to_string(a.batch));
   if (a.accumulation_steps > 0) overrides.push_back("train.accumulation_steps=" + std::to_string(a.accumulation_steps));
   if (a.shard_optimizer) overrides.push_back("train.shard_optimizer=true");
   if (!a.activation_checkpointing.empty()) {
-    const size_t colon = a.activation_checkpointing.find(':');
-    const std::string mode = a.activation_checkpointing.substr(0, colon);
-    if ((mode == "every_n") != (colon != std::string::npos))
-      throw UsageError("--activation-checkpointing " + a.activation_checkpointing + ": none, blocks, or every_n:N");
-    overrides.push_back("train.activation_checkpointing=" + mode);
-    if (colon != std::string::npos)
-      overrides.push_back("train.activation_checkpointing_every_n=" + a.activation_checkpointing.substr(colon + 1));
+    const auto ac = activation_checkpointing_overrides(a.activation_checkpointing);
+    overrides.insert(overrides.end(), ac.begin(), ac.end());
   }
   overrides.insert(overrides.end(), a.overrides.begin(), a.overrides.end());
+  // A NaFlex model preset trains without self-distillation (the phase needs fixed-resolution views), as a
+  // NaFlex run config must say; a model-only file says nothing, so the preset gets it said for it.
+  if (!a.preset.empty()) {
+    std::vector<std::string> probe = overrides;
+    probe.insert(probe.begin(), "train.self_distillation=false");
+    if (config::load<RunConfig>(path, probe).model.vision.naflex) overrides = probe;
+  }
   const RunConfig cfg = config::load<RunConfig>(path, overrides);
   if (std::string why = cfg.train.check_world_size(a.world_size); !why.empty()) throw ConfigError(why);
 

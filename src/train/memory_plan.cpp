@@ -1,6 +1,7 @@
 #include "train/memory_plan.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <utility>
@@ -115,11 +116,30 @@ Model model_params(const RunConfig& c, bool locca, bool self_distillation) {
   return out;
 }
 
+// NaFlex training draws a sequence length per batch (image.naflex_sequence_lengths; lengths from
+// image.naflex_half_batch_length on come with half the batch): the plan is of the length with the most patches
+// per batch. Returns the length and the share of the batch that comes with it.
+std::pair<int64_t, double> naflex_worst(const ImageConfig& image) {
+  std::vector<int64_t> lengths = image.naflex_sequence_lengths;
+  if (lengths.empty()) lengths.push_back(image.max_num_patches);
+  std::pair<int64_t, double> worst{0, 1.0};
+  for (int64_t l : lengths) {
+    const double share = l >= image.naflex_half_batch_length && !image.naflex_sequence_lengths.empty() ? 0.5 : 1.0;
+    if (static_cast<double>(l) * share > static_cast<double>(worst.first) * worst.second) worst = {l, share};
+  }
+  return worst;
+}
+
 int64_t vision_tokens(const RunConfig& c) {
   const auto& v = c.model.vision;
-  if (v.naflex) return c.image.max_num_patches;
+  if (v.naflex) return naflex_worst(c.image).first;
   const int64_t grid = v.image_size / v.patch_size;
   return grid * grid;
+}
+
+// Matrix-product FLOPs of one pre-LN block's forward on `seq` tokens (forward_flops' convention).
+double block_flops(double seq, double d, double m) {
+  return 2 * (4 * seq * d * d + 2 * seq * seq * d + 2 * seq * d * m);
 }
 
 // The side of a self-distillation local crop: the data pipeline's, or the synthetic batches' half grid.
@@ -183,8 +203,8 @@ std::vector<Pass> forward_passes(const RunConfig& c, const Model& model, double 
     // The student's global-head rows, and the teacher's probabilities (one row per image, gathered per crop).
     const double k = static_cast<double>(c.loss.self_distillation.prototypes);
     local_pass.extra = crop_rows * dino_row_bytes(c, half) + b * kF32 * k;
-    passes.push_back(local_pass);
     local_pass.head_params = model.global_head;
+    passes.push_back(local_pass);
     Pass masked = vision;
     masked.name = "masked";
     masked.head_params = model.patch_head;  // and the mask token
@@ -298,13 +318,16 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
   if (o.world_size > 1) plan.gradient_buckets = kF32 * p * (c.train.shard_optimizer ? 1 + 1 / w : 1);
   plan.optimizer = 2 * kF32 * p / (c.train.shard_optimizer ? w : 1);
   plan.teacher = kF32 * static_cast<double>(plan.teacher_params);
-  if (o.bf16) plan.weight_cast = 2 * static_cast<double>(plan.vision_params + plan.text_params + plan.decoder_params);
+  // Autocast casts the weights of matrix products, not the token and position embeddings (lookups).
+  if (o.bf16)
+    plan.weight_cast = 2 * static_cast<double>(plan.vision_params + plan.text_params - model.text.embedding +
+                                               plan.decoder_params - (locca ? model.decoder.embedding : 0));
 
   // The batch: pixels (fp32), text ids and decoder targets (int64); with accumulation the whole per-rank batch
   // stays on the host and one micro-batch at a time is on the device.
   const auto& v = c.model.vision;
-  const double b = static_cast<double>(plan.micro_batch);
-  const double pixels = v.naflex ? static_cast<double>(c.image.max_num_patches * v.patch_size * v.patch_size)
+  const double b = static_cast<double>(plan.micro_batch) * (v.naflex ? naflex_worst(c.image).second : 1.0);
+  const double pixels = v.naflex ? static_cast<double>(vision_tokens(c) * v.patch_size * v.patch_size)
                                  : static_cast<double>(v.image_size * v.image_size);
   plan.batch = b * (kF32 * static_cast<double>(v.num_channels) * pixels +
                     8.0 * static_cast<double>(c.model.text.max_position_embeddings) +
@@ -334,28 +357,35 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
   plan.peak_blocks = total(blocks);
 
   // FLOPs per rank per step.
-  const ForwardFlops towers = forward_flops(c.model);
+  ModelConfig flops_model = c.model;
+  if (v.naflex) flops_model.vision.num_patches = c.image.max_num_patches;  // forward_flops' NaFlex length
+  const ForwardFlops towers = forward_flops(flops_model);
   const double br = static_cast<double>(plan.batch_per_rank);
   double grad_forward = br * towers.pair();
-  double recompute = 0;
+  // Checkpointing recomputes the forward of the checkpointed blocks (not embeddings, heads or the decoder's
+  // output projection).
   const int64_t every_n = c.train.checkpoint_every_n_blocks();
-  auto checkpointed_share = [&](int64_t layers) {
-    if (every_n <= 0 || layers <= 0) return 0.0;
-    return static_cast<double>((layers + every_n - 1) / every_n) / static_cast<double>(layers);
+  auto checkpointed = [&](int64_t layers) {
+    return every_n <= 0 ? 0.0 : static_cast<double>((layers + every_n - 1) / every_n);
   };
-  recompute += br * (towers.vision * checkpointed_share(v.num_hidden_layers) +
-                     towers.text * checkpointed_share(c.model.text.num_hidden_layers));
+  const double dv = static_cast<double>(v.hidden_size), mv = static_cast<double>(v.intermediate_size);
+  const double sv = v.naflex ? static_cast<double>(c.image.max_num_patches) : static_cast<double>(vision_tokens(c));
+  const auto& tt = c.model.text;
+  double recompute =
+      br * (checkpointed(v.num_hidden_layers) * block_flops(sv, dv, mv) +
+            checkpointed(tt.num_hidden_layers) * block_flops(static_cast<double>(tt.max_position_embeddings),
+                                                             static_cast<double>(tt.hidden_size),
+                                                             static_cast<double>(tt.intermediate_size)));
   if (locca) {
     const auto& t = c.model.text;
     const double d = static_cast<double>(t.hidden_size), m = static_cast<double>(t.intermediate_size);
     const double l = static_cast<double>(c.model.decoder.max_length), s = static_cast<double>(vision_tokens(c));
-    const double dv = static_cast<double>(v.hidden_size);
     const double layer_macs =
         4 * l * d * d + 2 * l * l * d + 2 * l * d * d + 2 * s * dv * d + 2 * l * s * d + 2 * l * d * m;
     const double task =
         2 * (static_cast<double>(decoder_depth(c.model)) * layer_macs + l * d * static_cast<double>(t.vocab_size));
     grad_forward += 3 * br * task;
-    recompute += 3 * br * task * checkpointed_share(decoder_depth(c.model));
+    recompute += 3 * br * checkpointed(decoder_depth(c.model)) * 2 * layer_macs;
   }
   double teacher = 0;
   if (sd) {
@@ -370,8 +400,9 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
     const double students =
         br * (crops * tower_macs_at(c.model, local_side(c)) + towers.vision + (crops + masked_rows) * head_row);
     grad_forward += students;
+    const double local_tokens = std::pow(static_cast<double>(local_side(c) / v.patch_size), 2);
     recompute +=
-        br * (crops * tower_macs_at(c.model, local_side(c)) + towers.vision) * checkpointed_share(v.num_hidden_layers);
+        br * checkpointed(v.num_hidden_layers) * (crops * block_flops(local_tokens, dv, mv) + block_flops(sv, dv, mv));
   }
   const double cache = k > 1 ? br * towers.pair() : 0.0;  // GradCache's forward without gradients
   plan.flops_forward = grad_forward + teacher;
@@ -384,12 +415,17 @@ int64_t largest_micro_batch(const RunConfig& config, const PlanOptions& options,
   c.train.accumulation_steps = 1;
   c.train.activation_checkpointing = every_n == 0 ? "none" : every_n == 1 ? "blocks" : "every_n";
   c.train.activation_checkpointing_every_n = every_n > 1 ? every_n : 0;
+  PlanOptions whole = options;
+  const int64_t per_rank = options.batch_per_rank > 0
+                               ? options.batch_per_rank
+                               : config.train.batch_size / std::max<int64_t>(1, options.world_size);
   auto fits = [&](int64_t b) {
-    PlanOptions o = options;
+    PlanOptions o = whole;
     o.batch_per_rank = b;
     MemoryPlan p = plan_memory(c, o);
-    // With accumulation every gradient is live while each micro-batch runs: plan the worst case.
-    if (config.train.accumulation_steps > 1) {
+    // A micro-batch smaller than the per-rank batch means accumulation, where every gradient is live while
+    // each micro-batch runs: plan that case.
+    if (b < per_rank) {
       RunConfig a = c;
       a.train.accumulation_steps = 2;
       o.batch_per_rank = 2 * b;

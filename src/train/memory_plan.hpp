@@ -9,14 +9,14 @@
 //   reduce-scatter output (4/W) when the optimizer state is sharded;
 // - optimizer state: AdamW's two moments, 8 bytes per parameter, or 8/W with train.shard_optimizer;
 // - EMA teacher (self-distillation): a copy of the vision tower and heads, 4 bytes per parameter;
-// - the batch on the device;
+// - the batch on the device (NaFlex: at the sequence length with the most patches per batch);
 // - activations: what the forward keeps for the backward, per token of each encoder block (pre-LN, counted
 //   from the saved tensors: block input, LN outputs, q, k, v, attention output and its copy, residual, MLP
-//   hidden before and after GELU: 9d + 2m values; a masked attention (text, NaFlex, the decoder's causal
-//   self-attention) runs the math kernel and keeps two [heads, seq] probability rows more per token), with
-//   activation checkpointing only each checkpointed block's input; outside the blocks embeddings, final
-//   LayerNorm and heads. bf16 autocast (GPUs) keeps matmul outputs in bf16, LayerNorm inputs in fp32, and a
-//   bf16 copy of the weights.
+//   hidden before and after GELU: 9d + 2m values; the attention kernels keep their output and a log-sum-exp,
+//   not the probabilities), with activation checkpointing only each checkpointed block's input; outside the
+//   blocks embeddings, final LayerNorm and heads, the LocCa cross-entropy's logits chunk and the
+//   self-distillation heads' prototype rows. bf16 autocast (GPUs) keeps matmul outputs in bf16, LayerNorm
+//   inputs in fp32, and a bf16 copy of the weights of the matrix products.
 // The peak is taken over the step as the backward runs: activations are freed block by block while
 // gradients appear (first touch of a parameter allocates its gradient), a checkpointed block's
 // activations exist again while it is recomputed, and gradient buffers of the block being differentiated
@@ -65,8 +65,9 @@ struct MemoryPlan {
 // Throws ConfigError when the batch does not split over the ranks and micro-batches.
 MemoryPlan plan_memory(const RunConfig& config, const PlanOptions& options);
 
-// The largest per-rank micro-batch (pairs per forward) whose peak fits `device_bytes`, with the config's
-// checkpointing and with `every_n` (0: none, 1: blocks); 0 when not even one pair fits.
+// The largest per-rank micro-batch (pairs per forward) whose peak fits `device_bytes` with `every_n` (0: none,
+// 1: blocks); below the per-rank batch it is planned as accumulation (every gradient live). 0 when not even
+// one pair fits. NaFlex: at the sequence length with the most patches per batch.
 int64_t largest_micro_batch(const RunConfig& config, const PlanOptions& options, double device_bytes, int64_t every_n);
 
 }  // namespace siglip2

@@ -91,13 +91,30 @@ def main():
     base = ["--world-size", "8", "--device-memory", "80"]
     p = plan(args, "so400m14_224", base)
     largest = p["largest_micro_batch"]["blocks"]
-    fits = plan(args, "so400m14_224", base + ["--batch", str(8 * largest), "--activation-checkpointing", "blocks"])
-    over = plan(args, "so400m14_224",
-                base + ["--batch", str(8 * (largest + 1)), "--activation-checkpointing", "blocks"])
+    # Below the per-rank batch of 4096 the micro-batch is planned as accumulation (every gradient live).
+    fits = plan(args, "so400m14_224", base + ["--batch", str(16 * largest), "--accumulation-steps", "2",
+                                              "--activation-checkpointing", "blocks"])
+    over = plan(args, "so400m14_224", base + ["--batch", str(16 * (largest + 1)), "--accumulation-steps", "2",
+                                              "--activation-checkpointing", "blocks"])
     print(f"so400m14_224 on 80 GiB, blocks: largest micro-batch {largest}: peak {fits['bytes']['peak'] / 2**30:.2f} "
           f"GiB; {largest + 1}: {over['bytes']['peak'] / 2**30:.2f} GiB")
     if not (largest > 0 and fits["bytes"]["peak"] <= 80 * 2**30 < over["bytes"]["peak"]):
         failures.append(f"largest micro-batch {largest} is not the last that fits 80 GiB")
+    # The suggested accumulation fits: plan the per-rank batch in that many micro-batches.
+    for preset, world in [("b16_256", 8), ("gopt16_256", 256)]:
+        p = plan(args, preset, ["--world-size", str(world), "--activation-checkpointing", "blocks"])
+        per_rank, micro = p["batch_per_rank"], p["largest_micro_batch"]["blocks"]
+        steps = -(-per_rank // micro)
+        q = plan(args, preset, ["--world-size", str(world), "--activation-checkpointing", "blocks",
+                                "--accumulation-steps", str(steps)])
+        if not q["bytes"]["peak"] <= q["device_bytes"]:
+            failures.append(f"{preset}: the suggested accumulation_steps {steps} does not fit")
+    # NaFlex presets plan without self-distillation, at the configured length with the most patches per batch.
+    naflex = plan(args, "b16_naflex", [])
+    longer = plan(args, "b16_naflex", ["--set", "image.naflex_sequence_lengths=[256,1024]",
+                                       "--set", "image.naflex_half_batch_length=1024"])
+    if naflex["objectives"]["self_distillation"] or not longer["bytes"]["activations"] > naflex["bytes"]["activations"]:
+        failures.append("NaFlex: planned with self-distillation, or the longer sequence length is not planned")
     # Checkpointing keeps less than no checkpointing, and the FLOPs grow by the recomputed forward.
     none = plan(args, "b16_256", ["--activation-checkpointing", "none", "--world-size", "8"])
     blocks = plan(args, "b16_256", ["--activation-checkpointing", "blocks", "--world-size", "8"])
