@@ -97,6 +97,7 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
                       {"activation_checkpointing", checkpointing},
                       {"accumulation_steps", micro_batches},
                       {"train_gflop_per_pair", r.train_flop_per_pair / 1e9},
+                      {"parameters", r.parameters},
                       {"mfu", r.peak_flops > 0 ? nlohmann::json(r.mfu()) : nlohmann::json()}};
   std::cout << "RESULT " << j.dump() << std::endl;
 }

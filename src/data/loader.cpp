@@ -31,7 +31,8 @@ namespace siglip2 {
 namespace {
 
 // Tags keep the seeds of different decisions apart.
-constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4, kLengthTag = 5, kResampleTag = 6;
+constexpr uint64_t kShardOrderTag = 1, kBufferTag = 2, kMixTag = 3, kSampleTag = 4, kLengthTag = 5, kResampleTag = 6,
+                   kHandoverTag = 7;
 
 // Skipped samples are reported at most once per reason per interval, with the running count.
 class SkipReporter {
@@ -110,6 +111,11 @@ class SourceStream {
       : s_(shared), source_(source), worker_(worker), epoch_(epoch), skipped_(skipped) {
     finished_ = s_.config.epochs > 0 && epoch_ >= s_.config.epochs;
     if (finished_) return;
+    if (position) {
+      for (size_t i = 0; i < position->handover_shards.size(); ++i)
+        handover_.push_back({position->handover_shards[i], position->handover_offsets.at(i),
+                             position->handover_single.at(i) != 0, position->handover_seekable.at(i) != 0});
+    }
     start_epoch();
     if (position) {
       restore(emitted, *position);
@@ -157,8 +163,12 @@ class SourceStream {
   // The shards of the epoch, by position: the worker's share of the reshuffled list, or with data.resampled an
   // endless sequence, draw i a uniform pick among all the source's shards seeded by (seed, source, rank, worker,
   // i), as webdataset's ResampledShards.
-  size_t shard_count() const { return s_.config.resampled ? std::numeric_limits<size_t>::max() : shards_.size(); }
+  size_t shard_count() const {
+    if (!handover_.empty()) return handover_.size();
+    return s_.config.resampled ? std::numeric_limits<size_t>::max() : shards_.size();
+  }
   std::string shard_path(size_t i) const {
+    if (!handover_.empty()) return handover_[i].path;
     if (!s_.config.resampled) return shards_[i];
     const auto& all = s_.sources[static_cast<size_t>(source_)];
     DataRng rng(mix_seed({uint64_t(s_.config.seed), kResampleTag, uint64_t(source_), uint64_t(s_.rank),
@@ -188,12 +198,18 @@ class SourceStream {
     shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
     for (int64_t k : shards)
       if (auto it = seekable_.find(k); it != seekable_.end() && it->second) p.seekable.push_back(k);
+    for (const auto& piece : handover_) {
+      p.handover_shards.push_back(piece.path);
+      p.handover_offsets.push_back(piece.offset);
+      p.handover_single.push_back(piece.single ? 1 : 0);
+      p.handover_seekable.push_back(piece.seekable ? 1 : 0);
+    }
     return p;
   }
 
  private:
   void start_epoch() {
-    if (!s_.config.resampled)
+    if (!s_.config.resampled && handover_.empty())
       shards_ = worker_shards(s_.sources[source_], s_.config.seed, source_, epoch_, s_.rank, s_.world_size, worker_,
                               s_.config.workers);
     shard_pos_ = 0;
@@ -205,8 +221,8 @@ class SourceStream {
     input_done_ = false;
     emitted_ = 0;
     read_in_epoch_ = 0;
-    rng_.seed(mix_seed({uint64_t(s_.config.seed), kBufferTag, uint64_t(source_), uint64_t(epoch_), uint64_t(s_.rank),
-                        uint64_t(worker_)}));
+    rng_.seed(mix_seed({uint64_t(s_.config.seed), handover_.empty() ? kBufferTag : kHandoverTag, uint64_t(source_),
+                        uint64_t(epoch_), uint64_t(s_.rank), uint64_t(worker_)}));
   }
 
   // The shuffle buffer and reading position of a saved state, without re-reading the epoch: each shard that
@@ -282,6 +298,7 @@ class SourceStream {
                   " (shards missing, empty or unreadable; see the errors above)");
     }
     ++epoch_;
+    handover_.clear();  // a hand-over epoch is followed by the next epoch, dealt for this layout
     if (s_.config.epochs > 0 && epoch_ >= s_.config.epochs) {
       finished_ = true;
       emitted_ = 0;
@@ -345,6 +362,7 @@ class SourceStream {
           s_.touch(worker_);
           seekable_[static_cast<int64_t>(shard_pos_) - 1] = reader_->seekable();
           empty_draws_ = 0;
+          if (!handover_.empty() && handover_[shard_pos_ - 1].single) reader_.reset();  // its one sample
           return raw;
         }
         close_reader();
@@ -356,8 +374,20 @@ class SourceStream {
                     std::to_string(s_.rank) + " drew " + std::to_string(kMaxEmptyDraws) +
                     " shards in a row without a sample (shards empty or unreadable; see the errors above)");
       }
-      const std::string path = shard_path(shard_pos_++);
-      reader_ = open_shard(path, 0, false);
+      const size_t k = shard_pos_++;
+      const std::string path = shard_path(k);
+      if (handover_.empty() || (handover_[k].offset == 0 && !handover_[k].single)) {
+        reader_ = open_shard(path, 0, false);
+      } else {  // a hand-over piece: from its offset, or only the sample at it
+        const HandoverPiece& piece = handover_[k];
+        reader_ = open_shard(path, piece.offset, piece.seekable);
+        if (reader_) {
+          if (piece.single)
+            reader_->want_only({piece.offset}, std::numeric_limits<int64_t>::max());
+          else
+            reader_->want_only({}, piece.offset);
+        }
+      }
       if (!reader_ && s_.stopping.load()) return std::nullopt;
     }
   }
@@ -376,11 +406,18 @@ class SourceStream {
                 "); the last: " + error);
   }
 
+  struct HandoverPiece {
+    std::string path;
+    int64_t offset = 0;
+    bool single = false, seekable = false;
+  };
+
   Shared& s_;
   int64_t source_, worker_, epoch_;
   SkipCounts& skipped_;
   std::vector<std::string> shards_;
-  size_t shard_pos_ = 0;  // the next shard of shards_ to open
+  std::vector<HandoverPiece> handover_;  // a hand-over epoch's pieces (SourcePosition), else empty
+  size_t shard_pos_ = 0;                 // the next shard of shards_ to open
   std::unique_ptr<ShardReader> reader_;
   std::optional<RawSample> lookahead_;  // a restored reader's first sample, read ahead
   std::vector<RawSample> buffer_;
@@ -637,7 +674,11 @@ std::string loader_state_to_json(const LoaderState& st) {
                            {"input_done", p.input_done},
                            {"buffer_shards", p.buffer_shards},
                            {"buffer_offsets", p.buffer_offsets},
-                           {"seekable", p.seekable}});
+                           {"seekable", p.seekable},
+                           {"handover_shards", p.handover_shards},
+                           {"handover_offsets", p.handover_offsets},
+                           {"handover_single", p.handover_single},
+                           {"handover_seekable", p.handover_seekable}});
     j["workers"].push_back({{"pulls", w.pulls},
                             {"source_epoch", w.source_epoch},
                             {"source_emitted", w.source_emitted},
@@ -673,6 +714,15 @@ LoaderState loader_state_from_json(const std::string& text) {
           sp.buffer_shards = p.at("buffer_shards").get<std::vector<int64_t>>();
           sp.buffer_offsets = p.at("buffer_offsets").get<std::vector<int64_t>>();
           sp.seekable = p.at("seekable").get<std::vector<int64_t>>();
+          if (p.contains("handover_shards")) {
+            sp.handover_shards = p.at("handover_shards").get<std::vector<std::string>>();
+            sp.handover_offsets = p.at("handover_offsets").get<std::vector<int64_t>>();
+            sp.handover_single = p.at("handover_single").get<std::vector<int64_t>>();
+            sp.handover_seekable = p.at("handover_seekable").get<std::vector<int64_t>>();
+            const size_t n = sp.handover_shards.size();
+            if (sp.handover_offsets.size() != n || sp.handover_single.size() != n || sp.handover_seekable.size() != n)
+              throw Error("data loader state: the handover_ lists differ in length");
+          }
           if (sp.buffer_shards.size() != sp.buffer_offsets.size())
             throw Error("data loader state: buffer_shards and buffer_offsets differ in length");
           ws.source_position.push_back(std::move(sp));
@@ -700,6 +750,118 @@ std::vector<std::string> worker_shards(const std::vector<std::string>& shards, i
   const auto slot = static_cast<size_t>(rank * workers + worker);
   std::vector<std::string> out;
   for (size_t i = slot; i < order.size(); i += slots) out.push_back(shards[order[i]]);
+  return out;
+}
+
+LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const LoaderConfig& config, int64_t rank,
+                                   int64_t world_size) {
+  if (saved.empty()) throw Error("data loader hand-over: no saved state");
+  const int64_t old_world = static_cast<int64_t>(saved.size());
+  for (int64_t r = 0; r < old_world; ++r) {
+    const LoaderState& st = saved[static_cast<size_t>(r)];
+    if (st.rank != r || st.world_size != old_world)
+      throw Error("data loader hand-over: the saved states are not ranks 0.." + std::to_string(old_world - 1) +
+                  " of one run");
+    if (st.seed != config.seed)
+      throw Error("cannot hand the data stream over: it was saved with data.seed " + std::to_string(st.seed) +
+                  ", this run has " + std::to_string(config.seed));
+  }
+  const size_t sources = config.shards.size();
+  const int64_t slots = world_size * config.workers;
+  LoaderState out;
+  out.seed = config.seed;
+  out.rank = rank;
+  out.world_size = world_size;
+  out.batches = saved[0].batches;  // the same on every rank: NaFlex lengths keep agreeing per step
+  out.next_worker = out.batches % config.workers;
+  out.workers.resize(static_cast<size_t>(config.workers));
+  for (int64_t w = 0; w < config.workers; ++w) {
+    LoaderWorkerState& ws = out.workers[static_cast<size_t>(w)];
+    ws.batches = (out.batches + config.workers - 1 - w) / config.workers;  // batches w, w + workers, ... below
+    ws.source_epoch.assign(sources, 0);
+    ws.source_emitted.assign(sources, 0);
+    ws.source_position.resize(sources);
+  }
+  if (rank == 0)  // the run's skip counts stay in its total
+    for (const auto& st : saved)
+      for (const auto& [reason, n] : st.skipped()) out.workers[0].skipped[reason] += n;
+  for (size_t i = 0; i < sources; ++i) {
+    const std::vector<std::string> all = expand_braces(config.shards[i]);
+    struct Piece {
+      std::string path;
+      int64_t offset;
+      bool single, seekable;
+    };
+    std::vector<Piece> pieces;
+    int64_t latest = 0;
+    for (const auto& st : saved)
+      for (const auto& w : st.workers)
+        if (w.source_epoch.size() == sources) latest = std::max(latest, w.source_epoch[i]);
+    if (!config.resampled) {
+      for (const auto& st : saved) {
+        const auto old_workers = static_cast<int64_t>(st.workers.size());
+        for (int64_t w = 0; w < old_workers; ++w) {
+          const LoaderWorkerState& ws = st.workers[static_cast<size_t>(w)];
+          if (ws.source_epoch.empty()) {  // had delivered nothing: its whole epoch 0 is still to come
+            for (const auto& path :
+                 worker_shards(all, st.seed, static_cast<int64_t>(i), 0, st.rank, old_world, w, old_workers))
+              pieces.push_back({path, 0, false, false});
+            continue;
+          }
+          if (ws.source_position.size() != sources)
+            throw Error(
+                "cannot hand the data stream over: the checkpoint's loader state has no reading positions "
+                "(written by an older version)");
+          const int64_t epoch = ws.source_epoch[i];
+          if (config.epochs > 0 && epoch >= config.epochs) continue;
+          const SourcePosition& p = ws.source_position[i];
+          std::vector<std::string> list;
+          std::vector<int64_t> offsets, single;
+          if (!p.handover_shards.empty()) {  // it was itself in a hand-over epoch
+            list = p.handover_shards;
+            offsets = p.handover_offsets;
+            single = p.handover_single;
+          } else {
+            list = worker_shards(all, st.seed, static_cast<int64_t>(i), epoch, st.rank, old_world, w, old_workers);
+            offsets.assign(list.size(), 0);
+            single.assign(list.size(), 0);
+          }
+          auto seekable = [&](int64_t k) { return std::binary_search(p.seekable.begin(), p.seekable.end(), k); };
+          auto at = [&](int64_t k) -> const std::string& {
+            if (k < 0 || static_cast<size_t>(k) >= list.size())
+              throw Error("data loader hand-over: a saved position names shard " + std::to_string(k) + " of " +
+                          std::to_string(list.size()));
+            return list[static_cast<size_t>(k)];
+          };
+          for (size_t j = 0; j < p.buffer_offsets.size(); ++j)
+            pieces.push_back({at(p.buffer_shards[j]), p.buffer_offsets[j], true, seekable(p.buffer_shards[j])});
+          if (p.input_done) continue;
+          int64_t next = p.shard;
+          const bool reading = p.offset > 0 && static_cast<size_t>(p.shard) < list.size();
+          if (reading) {
+            pieces.push_back({at(p.shard), p.offset, false, seekable(p.shard)});
+            ++next;
+          }
+          for (int64_t k = std::max<int64_t>(next, 0); static_cast<size_t>(k) < list.size(); ++k)
+            pieces.push_back({list[static_cast<size_t>(k)], offsets[static_cast<size_t>(k)],
+                              single[static_cast<size_t>(k)] != 0, false});
+        }
+      }
+    }
+    // Dealt round-robin over the new ranks' workers; a worker with no piece starts the next epoch at once.
+    for (int64_t w = 0; w < config.workers; ++w) {
+      LoaderWorkerState& ws = out.workers[static_cast<size_t>(w)];
+      SourcePosition& p = ws.source_position[i];
+      for (size_t j = static_cast<size_t>(rank * config.workers + w); j < pieces.size();
+           j += static_cast<size_t>(slots)) {
+        p.handover_shards.push_back(pieces[j].path);
+        p.handover_offsets.push_back(pieces[j].offset);
+        p.handover_single.push_back(pieces[j].single ? 1 : 0);
+        p.handover_seekable.push_back(pieces[j].seekable ? 1 : 0);
+      }
+      ws.source_epoch[i] = config.resampled ? 0 : p.handover_shards.empty() ? latest + 1 : latest;
+    }
+  }
   return out;
 }
 

@@ -24,19 +24,24 @@ class Tokenizer;
 // Where one source's stream of one worker stands inside its epoch, so that a resume reads its shuffle buffer's
 // samples and the shard it was in, not the epoch up to there (docs/data.md, "Resume").
 struct SourcePosition {
-  int64_t shard = 0;     // index in the epoch's shard list (worker_shards) of the shard being read, or next to open
-  int64_t offset = 0;    // in that shard, where the next sample's first header is (0: its start)
-  int64_t read = 0;      // samples read into the shuffle buffer this epoch
-  bool input_done = false;             // the epoch's shards are all read; the buffer drains
-  std::vector<int64_t> buffer_shards;  // the shuffle buffer, in its order: each sample's shard index ...
+  int64_t shard = 0;        // index in the epoch's shard list (worker_shards) of the shard being read, or next to open
+  int64_t offset = 0;       // in that shard, where the next sample's first header is (0: its start)
+  int64_t read = 0;         // samples read into the shuffle buffer this epoch
+  bool input_done = false;  // the epoch's shards are all read; the buffer drains
+  std::vector<int64_t> buffer_shards;   // the shuffle buffer, in its order: each sample's shard index ...
   std::vector<int64_t> buffer_offsets;  // ... and offset (RawSample::offset)
-  std::vector<int64_t> seekable;       // sorted: those shard indices that can be opened at an offset
+  std::vector<int64_t> seekable;        // sorted: those shard indices that can be opened at an offset
+  // A hand-over epoch (the rest of an epoch of a run with another number of ranks, hand_over_loader_state):
+  // its shard list, each shard read from its offset, or only the sample at it (single != 0). Empty: the
+  // epoch's list is worker_shards'. Indices above (shard, buffer_shards, seekable) are into this list then.
+  std::vector<std::string> handover_shards;
+  std::vector<int64_t> handover_offsets, handover_single, handover_seekable;
 };
 
 struct LoaderWorkerState {
-  int64_t pulls = 0;                    // samples taken from the mixed stream, skipped ones included
-  std::vector<int64_t> source_epoch;    // per source: the epoch being read
-  std::vector<int64_t> source_emitted;  // per source: samples its shuffle buffer gave out in that epoch
+  int64_t pulls = 0;                            // samples taken from the mixed stream, skipped ones included
+  std::vector<int64_t> source_epoch;            // per source: the epoch being read
+  std::vector<int64_t> source_emitted;          // per source: samples its shuffle buffer gave out in that epoch
   std::vector<SourcePosition> source_position;  // per source (empty in states of older versions: replayed)
   SkipCounts skipped;
   int64_t batches = 0;  // batches this worker produced (their NaFlex sequence lengths follow from it)
@@ -56,6 +61,19 @@ struct LoaderState {
 };
 std::string loader_state_to_json(const LoaderState& state);
 LoaderState loader_state_from_json(const std::string& json);  // throws siglip2::Error when malformed
+
+// Resuming on another number of ranks (or loader workers): this rank's state, built from the states of every
+// rank of the saved run (`saved`, one per old rank, in rank order). Per source, what each old worker had not
+// yet given out of its current epoch (its shuffle buffer's samples, the rest of the shard it was reading from
+// the saved offset, the shards it had not opened) is dealt round-robin over the new ranks' workers as a
+// hand-over epoch; after it each worker goes on with the next epoch (the latest old one + 1) dealt for the new
+// layout. So no sample of the current epoch is given out twice. Not preserved: the order of the samples, the
+// shares of the later epochs that old workers one epoch behind would have read (those samples are skipped
+// for that epoch), and the augmentation draws (seeded per rank). Resampled sources (data.resampled) start
+// fresh draws. Throws siglip2::Error when the states disagree (seed, sources) or lack positions (an older
+// version's state).
+LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const LoaderConfig& config, int64_t rank,
+                                   int64_t world_size);
 
 // The shards one worker reads in one epoch of one source (exposed for tests and `data inspect`).
 std::vector<std::string> worker_shards(const std::vector<std::string>& shards, int64_t seed, int64_t source,

@@ -1,5 +1,6 @@
 #include "train/batch.hpp"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include "common/error.hpp"
@@ -46,8 +47,7 @@ std::vector<Batch> split_batch(const Batch& batch, int64_t parts) {
   for (int64_t i = 0, begin = 0; i < parts; ++i) {
     const int64_t size = n / parts + (i < n % parts ? 1 : 0);
     Batch m;
-    if (!batch.keys.empty())
-      m.keys.assign(batch.keys.begin() + begin, batch.keys.begin() + begin + size);
+    if (!batch.keys.empty()) m.keys.assign(batch.keys.begin() + begin, batch.keys.begin() + begin + size);
     m.pixel_values = rows(batch.pixel_values, begin, size);
     m.pixel_attention_mask = rows(batch.pixel_attention_mask, begin, size);
     m.spatial_shapes = rows(batch.spatial_shapes, begin, size);
@@ -113,9 +113,9 @@ Batch SyntheticBatches::next(int64_t step) {
   const int64_t grid = v.image_size / v.patch_size;
   const int64_t local = std::max<int64_t>(v.patch_size, (grid / 2) * v.patch_size);
   out.local_views = slice(at::empty({n * 8, v.num_channels, local, local})
-                             .uniform_(-1, 1, gen)
-                             .view({n, 8, v.num_channels, local, local}))
-                       .view({b * 8, v.num_channels, local, local});
+                              .uniform_(-1, 1, gen)
+                              .view({n, 8, v.num_channels, local, local}))
+                        .view({b * 8, v.num_channels, local, local});
   out.bool_masked_pos = slice(random_patch_mask(n, grid * grid, config_.loss.self_distillation.mask_ratio, gen));
   return out;
 }
@@ -125,7 +125,9 @@ namespace {
 
 class WebDatasetBatches final : public BatchSource {
  public:
-  WebDatasetBatches(const RunConfig& c, int rank, int world, const nlohmann::json& resume)
+  // `resume`: this rank's saved state; `handover`: every rank's, from a run with another number of ranks.
+  WebDatasetBatches(const RunConfig& c, int rank, int world, const nlohmann::json& resume,
+                    const std::vector<LoaderState>& handover)
       : config_(c), rank_(rank), tokenizer_(Tokenizer::load(c.tokenizer)) {
     if (std::string why = c.train.check_world_size(world); !why.empty()) throw ConfigError(why);
     if (c.data.shards.empty()) throw ConfigError("data.shards: no training shards given");
@@ -139,6 +141,16 @@ class WebDatasetBatches final : public BatchSource {
     std::optional<LoaderState> state;
     if (resume.is_object() && resume.contains("loader"))
       state = loader_state_from_json(resume["loader"].get<std::string>());
+    if (!handover.empty()) {
+      state = hand_over_loader_state(handover, lc, rank, world);
+      int64_t pieces = 0;
+      for (const auto& w : state->workers)
+        for (const auto& p : w.source_position) pieces += static_cast<int64_t>(p.handover_shards.size());
+      log_info(
+          fmt::format("data: the stream of {} rank(s) continues on {}: the rest of the current epoch is dealt "
+                      "anew ({} shards and buffered samples to this rank), no sample of it repeated",
+                      handover.size(), world, pieces));
+    }
     loader_ = std::make_unique<DataLoader>(lc, c.image, tokenizer_, rank, world, state ? &*state : nullptr);
   }
 
@@ -156,7 +168,10 @@ class WebDatasetBatches final : public BatchSource {
   }
 
   nlohmann::json state() const override { return {{"loader", loader_state_to_json(loader_->state())}}; }
-  void set_interrupt(std::function<bool(double)> interrupted) override { loader_->set_interrupt(std::move(interrupted)); }
+  void set_interrupt(std::function<bool(double)> interrupted) override {
+    loader_->set_interrupt(std::move(interrupted));
+  }
+
  private:
   RunConfig config_;
   int rank_;
@@ -172,13 +187,24 @@ std::unique_ptr<BatchSource> make_batch_source(const RunConfig& c, int rank, int
   if (c.train.data == "synthetic") return std::make_unique<SyntheticBatches>(c, rank, world);
 #if SIGLIP2_CONFIG_DATA_PIPELINE
   nlohmann::json mine;
-  if (saved.is_object() && saved.contains("ranks") && saved["ranks"].size() == static_cast<size_t>(world))
+  std::vector<LoaderState> handover;
+  if (saved.is_object() && saved.contains("ranks") && saved["ranks"].size() == static_cast<size_t>(world)) {
     mine = saved["ranks"][rank];
-  else if (step > 0)
-    log_warn("the checkpoint's data-loader state does not fit this world size: the data stream restarts");
+  } else if (step > 0 && saved.is_object() && saved.contains("ranks") && saved["ranks"].is_array()) {
+    for (const auto& r : saved["ranks"]) {
+      if (!r.is_object() || !r.contains("loader")) {
+        handover.clear();
+        break;
+      }
+      handover.push_back(loader_state_from_json(r["loader"].get<std::string>()));
+    }
+    if (handover.empty()) log_warn("the checkpoint has no data-loader state: the data stream restarts");
+  } else if (step > 0) {
+    log_warn("the checkpoint has no data-loader state: the data stream restarts");
+  }
   for (const auto& pattern : c.data.shards)  // before anything is loaded: a typo'd pattern is a config error
     check_shard_files("data.shards", pattern, expand_braces(pattern), c.data.max_failed_shards, &c.data.remote);
-  auto source = std::make_unique<WebDatasetBatches>(c, rank, world, mine);
+  auto source = std::make_unique<WebDatasetBatches>(c, rank, world, mine, handover);
   const bool alone = world == 1;
   source->set_interrupt([alone](double waited_s) { return stop_signal_received() && (alone || waited_s >= 10.0); });
   return source;

@@ -121,6 +121,7 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   TrainingModel m = build_training_model(cfg, o.locca, static_cast<uint64_t>(cfg.train.seed), device);
   if (o.self_distillation) m.start_self_distillation(cfg, static_cast<uint64_t>(cfg.train.seed));
   AdamOptimizer optimizer(cfg.optimizer, m.parameters());
+  for (const auto& [name, t] : m.parameters()) r.parameters += t.numel();
 
   // One batch, drawn once and reused, so the timing holds no data generation. Accumulation keeps it on
   // the host and moves one micro-batch at a time, as the trainer does.

@@ -32,6 +32,7 @@ struct BenchResult {
   double tensor_peak_mib = 0;      // most live during the timed steps
   double train_flop_per_pair = 0;  // 3 x forward, two towers only
   double peak_flops = 0;           // 0 when unknown
+  int64_t parameters = 0;          // trained parameters (towers, decoder, self-distillation heads), elements
   double mfu() const { return peak_flops > 0 ? pairs_per_s * train_flop_per_pair / peak_flops : 0; }
 };
 

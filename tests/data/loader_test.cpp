@@ -229,6 +229,76 @@ TEST_F(LoaderTest, ResumeContinuesTheUninterruptedStream) {
   }
 }
 
+// Resuming on another number of ranks (and loader workers): the samples the old ranks had not given out of
+// the current epoch are given out once by the new ranks, none twice, none lost; then the next epoch is whole;
+// and a resume inside the hand-over epoch goes on as the uninterrupted stream.
+TEST_F(LoaderTest, HandOverToAnotherNumberOfRanksRepeatsNoSampleOfTheEpoch) {
+  struct Layout {
+    int64_t old_world, new_world, new_workers;
+    int taken;  // batches each old rank gave out before the checkpoint
+  };
+  for (const Layout& l : {Layout{2, 3, 2, 5}, Layout{3, 2, 3, 4}, Layout{2, 1, 2, 9}, Layout{2, 3, 2, 0}}) {
+    for (int64_t epochs : {1, 2}) {
+      SCOPED_TRACE(::testing::Message() << l.old_world << " -> " << l.new_world << " ranks, " << l.taken
+                                        << " batches taken, " << epochs << " epoch(s)");
+      LoaderConfig c = config();
+      c.epochs = epochs;
+      std::map<std::string, int> seen;
+      std::vector<LoaderState> saved;
+      for (int64_t r = 0; r < l.old_world; ++r) {
+        DataLoader loader(c, image(), testing::test_tokenizer(), r, l.old_world);
+        for (const auto& k : keys(loader, l.taken)) ++seen[k];
+        saved.push_back(loader_state_from_json(loader_state_to_json(loader.state())));
+      }
+      LoaderConfig n = c;
+      n.workers = l.new_workers;
+      std::vector<std::string> rank0;
+      for (int64_t r = 0; r < l.new_world; ++r) {
+        const LoaderState state = hand_over_loader_state(saved, n, r, l.new_world);
+        DataLoader loader(n, image(), testing::test_tokenizer(), r, l.new_world, &state);
+        const std::vector<std::string> got = keys(loader, 1000);
+        for (const auto& k : got) ++seen[k];
+        if (r == 0) rank0 = got;
+      }
+      EXPECT_EQ(seen.size(), 68u);
+      for (const auto& [key, count] : seen) EXPECT_EQ(count, epochs) << key;
+
+      // Saved inside the hand-over epoch and resumed: the same stream as without the interruption.
+      const LoaderState state = hand_over_loader_state(saved, n, 0, l.new_world);
+      std::vector<std::string> before;
+      LoaderState middle;
+      {
+        DataLoader loader(n, image(), testing::test_tokenizer(), 0, l.new_world, &state);
+        before = keys(loader, 2);
+        middle = loader_state_from_json(loader_state_to_json(loader.state()));
+      }
+      DataLoader resumed(n, image(), testing::test_tokenizer(), 0, l.new_world, &middle);
+      std::vector<std::string> after = keys(resumed, 1000);
+      before.insert(before.end(), after.begin(), after.end());
+      EXPECT_EQ(before, rank0);
+    }
+  }
+  // Another seed is refused with a message naming it.
+  LoaderConfig c = config();
+  std::vector<LoaderState> saved;
+  {
+    DataLoader loader(c, image(), testing::test_tokenizer(), 0, 1);
+    keys(loader, 1);
+    saved.push_back(loader.state());
+  }
+  c.seed = 6;
+  EXPECT_THROW(
+      {
+        try {
+          hand_over_loader_state(saved, c, 0, 2);
+        } catch (const Error& e) {
+          EXPECT_THAT(e.what(), ::testing::HasSubstr("data.seed 5"));
+          throw;
+        }
+      },
+      Error);
+}
+
 // 1,000 small shards (4 samples each), a shuffle buffer of 3, stopped at 90% of the epoch: the resumed worker
 // opens at most 2 shards before its first batch (the shards of its buffered samples and the one it was in;
 // counted through a pipe: command that logs each open) instead of the ~450 a replay of the epoch reads, and
@@ -247,7 +317,8 @@ TEST(LoaderResume, ReadsTheBufferAndTheCurrentShardNotTheEpoch) {
   image.image_size = 16;
   for (const bool pipe : {true, false}) {
     LoaderConfig c;
-    c.shards = {pipe ? "pipe:sh " + dir.str("cat_logged.sh") + " " + dir.str("s{0..999}.tar") : dir.str("s{0..999}.tar")};
+    c.shards = {pipe ? "pipe:sh " + dir.str("cat_logged.sh") + " " + dir.str("s{0..999}.tar")
+                     : dir.str("s{0..999}.tar")};
     c.batch_size = 10;
     c.workers = 2;
     c.shuffle_buffer = 3;
@@ -276,14 +347,16 @@ TEST(LoaderResume, ReadsTheBufferAndTheCurrentShardNotTheEpoch) {
         std::vector<std::string> opened;
         {
           std::ifstream in(log);
-          for (std::string line; std::getline(in, line);) opened.push_back("pipe:sh " + dir.str("cat_logged.sh") + " " + line);
+          for (std::string line; std::getline(in, line);)
+            opened.push_back("pipe:sh " + dir.str("cat_logged.sh") + " " + line);
         }
         for (int64_t w = 0; w < c.workers; ++w) {
           const SourcePosition& p = state.workers[static_cast<size_t>(w)].source_position.at(0);
           const auto list = worker_shards(expand_shard_patterns(c.shards), c.seed, 0,
                                           state.workers[static_cast<size_t>(w)].source_epoch.at(0), 0, 1, w, c.workers);
           const std::set<std::string> before(list.begin(), list.begin() + p.shard + 1);
-          const auto restore_opens = std::count_if(opened.begin(), opened.end(), [&](const std::string& o) { return before.count(o) > 0; });
+          const auto restore_opens =
+              std::count_if(opened.begin(), opened.end(), [&](const std::string& o) { return before.count(o) > 0; });
           EXPECT_LE(restore_opens, 2) << "worker " << w << " was in shard " << p.shard << " of " << list.size();
           EXPECT_GE(p.shard, static_cast<int64_t>(list.size()) * 8 / 10);  // a replay would open all of those
         }

@@ -38,6 +38,9 @@ def measured_vs_planned(args, preset, batch, checkpointing, objectives, extra):
                  "--set", f"train.locca={'true' if 'locca' in objectives else 'false'}",
                  "--set", f"train.self_distillation={'true' if 'self_distillation' in objectives else 'false'}"]
     p = plan(args, preset, plan_args + extra)
+    if p["parameters"]["trained"] != r["parameters"]:  # the modules bench builds against the plan's count
+        sys.exit(f"FAIL: {preset} {objectives}: plan counts {p['parameters']['trained']} trained parameters, "
+                 f"the model bench trains has {r['parameters']}")
     planned = p["bytes"]["peak"] / MIB
     ratio = planned / r["tensor_peak_mib"]
     print(f"{preset} batch {batch} {checkpointing:6s} {objectives:32s} {' '.join(e for e in extra if 'accum' in e)}: "
@@ -68,7 +71,8 @@ def main():
         if not 0.85 <= ratio <= 1.15:
             failures.append(f"{case[:4]}: planned/measured peak {ratio:.3f} is outside 0.85..1.15")
 
-    # Parameter counts: the towers' equal model-info's (which reads the modules' registered parameters).
+    # Parameter counts of the released sizes: the towers' equal model-info's (the trained count, decoder and
+    # heads included, is checked against the modules bench builds, above).
     for preset in ["b16_256", "so400m14_224", "gopt16_256"]:
         info = json.loads(run([args.bin, "model-info", preset]))
         p = plan(args, preset, [])

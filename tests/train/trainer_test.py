@@ -359,6 +359,26 @@ def main():
             check_equivalent("sharded 2 -> 3 ranks equals two ranks throughout", final_params(b12_out)[0],
                              b12_three_out, metric_rows(b12_out))
 
+        # The WebDataset stream across 2 -> 3 ranks: handed over (the loader's own test, CTest data_tests
+        # LoaderTest.HandOver*, checks that no sample of the epoch is repeated or lost), not restarted.
+        data = os.path.join(d, "wds")
+        r = subprocess.run([BIN, "data", "synth", "--out", data, "--train-shards", "12", "--per-shard", "12",
+                            "--eval-shards", "1", "--image-size", "64"],
+                           env=env(), capture_output=True, text=True, timeout=300)
+        wds_out, wds_three = os.path.join(d, "wds_two"), os.path.join(d, "wds_two_to_three")
+        wds_set = ["--set", "train.data=webdataset", "--set", "train.batch_size=12", "--set", "model.text.vocab_size=512",
+                   "--set", f"tokenizer.model_file={data}/tokenizer.model",
+                   "--set", f"data.shards=[\"{data}/train/{{000000..000011}}.tar\"]", "--set", "data.workers=1",
+                   "--set", "data.shuffle_buffer=8"]
+        if r.returncode == 0:
+            r = train(write_config(d, wds_out), *wds_set, world=2)
+        if r.returncode == 0:
+            truncated_copy(wds_out, wds_three, 4)
+            r = train(write_config(d, wds_three), *wds_set, world=3)
+        check("a two-rank WebDataset run resumes on three ranks with the stream handed over",
+              r.returncode == 0 and "data: the stream of 2 rank(s) continues on 3" in r.stderr
+              and "restarts" not in r.stderr, r.stderr[-1500:])
+
         # SIGKILL at random moments, resume with the same command: bit-identical parameters.
         random.seed(1)
         long_ref = os.path.join(d, "long_ref")
