@@ -34,6 +34,8 @@ struct PlanArgs {
   bool shard_optimizer = false;
   std::string precision = "bf16";
   double device_gib = 80;
+  double reserve_gib = 2;  // CUDA context, NCCL buffers, allocator fragmentation: not tensors the plan counts
+  bool world_size_given = false;
   bool json = false;
 };
 
@@ -74,48 +76,58 @@ void run_plan(const PlanArgs& a) {
   o.world_size = a.world_size;
   o.bf16 = a.precision == "bf16";
   const MemoryPlan p = plan_memory(cfg, o);
-  const double device = a.device_gib * kGiB;
+  if (a.reserve_gib >= a.device_gib)
+    throw UsageError(
+        fmt::format("--reserve {:g} GiB leaves nothing of --device-memory {:g} GiB", a.reserve_gib, a.device_gib));
+  const double device = (a.device_gib - a.reserve_gib) * kGiB;  // what the plan's tensors may use
   const int64_t max_none = largest_micro_batch(cfg, o, device, 0);
   const int64_t max_blocks = largest_micro_batch(cfg, o, device, 1);
   const bool sd = cfg.train.self_distillation && !cfg.model.vision.naflex;
   auto steps_for = [&](int64_t micro) -> int64_t { return micro <= 0 ? 0 : (p.batch_per_rank + micro - 1) / micro; };
 
   if (a.json) {
-    nlohmann::json j = {{"model", cfg.model.name},
-                        {"world_size", a.world_size},
-                        {"precision", a.precision},
-                        {"global_batch", cfg.train.batch_size},
-                        {"batch_per_rank", p.batch_per_rank},
-                        {"accumulation_steps", cfg.train.accumulation_steps},
-                        {"micro_batch", p.micro_batch},
-                        {"activation_checkpointing", checkpointing_name(cfg.train)},
-                        {"shard_optimizer", cfg.train.shard_optimizer},
-                        {"objectives", {{"locca", cfg.train.locca}, {"self_distillation", sd}}},
-                        {"parameters",
-                         {{"vision", p.vision_params},
-                          {"text", p.text_params},
-                          {"decoder", p.decoder_params},
-                          {"self_distillation_heads", p.head_params},
-                          {"teacher", p.teacher_params},
-                          {"trained", p.params()}}},
-                        {"bytes",
-                         {{"weights", p.weights},
-                          {"gradients", p.gradients},
-                          {"gradient_buckets", p.gradient_buckets},
-                          {"optimizer", p.optimizer},
-                          {"teacher", p.teacher},
-                          {"weight_cast", p.weight_cast},
-                          {"batch", p.batch},
-                          {"activations", p.activations},
-                          {"activations_none", p.activations_none},
-                          {"activations_blocks", p.activations_blocks},
-                          {"peak", p.peak},
-                          {"peak_none", p.peak_none},
-                          {"peak_blocks", p.peak_blocks}}},
-                        {"device_bytes", device},
-                        {"largest_micro_batch", {{"none", max_none}, {"blocks", max_blocks}}},
-                        {"flops_forward", p.flops_forward},
-                        {"flops_step", p.flops_step}};
+    nlohmann::json j = {
+        {"model", cfg.model.name},
+        {"world_size", a.world_size},
+        {"precision", a.precision},
+        {"global_batch", cfg.train.batch_size},
+        {"batch_per_rank", p.batch_per_rank},
+        {"accumulation_steps", cfg.train.accumulation_steps},
+        {"micro_batch", p.micro_batch},
+        {"activation_checkpointing", checkpointing_name(cfg.train)},
+        {"shard_optimizer", cfg.train.shard_optimizer},
+        {"objectives", {{"locca", cfg.train.locca}, {"self_distillation", sd}}},
+        {"parameters",
+         {{"vision", p.vision_params},
+          {"text", p.text_params},
+          {"decoder", p.decoder_params},
+          {"self_distillation_heads", p.head_params},
+          {"teacher", p.teacher_params},
+          {"trained", p.params()}}},
+        {"bytes",
+         {{"weights", p.weights},
+          {"gradients", p.gradients},
+          {"gradient_buckets", p.gradient_buckets},
+          {"optimizer", p.optimizer},
+          {"teacher", p.teacher},
+          {"weight_cast", p.weight_cast},
+          {"batch", p.batch},
+          {"activations", p.activations},
+          {"activations_none", p.activations_none},
+          {"activations_blocks", p.activations_blocks},
+          {"peak", p.peak},
+          {"peak_none", p.peak_none},
+          {"peak_blocks", p.peak_blocks}}},
+        {"device_bytes", a.device_gib * kGiB},
+        {"reserve_bytes", a.reserve_gib * kGiB},
+        {"fits", p.peak <= device},
+        {"naflex_sequence_length", p.naflex_length > 0 ? nlohmann::json(p.naflex_length) : nlohmann::json()},
+        {"suggested_accumulation_steps",
+         {{"none", max_none > 0 ? nlohmann::json(steps_for(max_none)) : nlohmann::json()},
+          {"blocks", max_blocks > 0 ? nlohmann::json(steps_for(max_blocks)) : nlohmann::json()}}},
+        {"largest_micro_batch", {{"none", max_none}, {"blocks", max_blocks}}},
+        {"flops_forward", p.flops_forward},
+        {"flops_step", p.flops_step}};
     std::cout << j.dump() << std::endl;
     return;
   }
@@ -127,8 +139,15 @@ void run_plan(const PlanArgs& a) {
       checkpointing_name(cfg.train),
       cfg.train.shard_optimizer ? fmt::format("sharded over {} ranks", a.world_size) : "whole on every rank",
       o.bf16 ? "bf16 autocast, fp32 weights" : "fp32");
-  std::cout << fmt::format("objectives: sigmoid{}{}\n", cfg.train.locca ? " + locca" : "",
-                           sd ? " + self-distillation (the phase from 80%: the largest)" : "");
+  if (!a.world_size_given) std::cout << "(no --world-size: planned for one rank; give the run's number of GPUs)\n";
+  std::cout << fmt::format("objectives: sigmoid{}{}{}\n", cfg.train.locca ? " + locca" : "",
+                           sd ? " + self-distillation (the phase from 80%: the largest)" : "",
+                           p.naflex_length > 0 ? " (NaFlex: no self-distillation)" : "");
+  if (p.naflex_length > 0)
+    std::cout << fmt::format("NaFlex: planned at {} patches per image{}\n", p.naflex_length,
+                             cfg.image.naflex_sequence_lengths.empty()
+                                 ? " (image.max_num_patches)"
+                                 : " (of image.naflex_sequence_lengths, the most patches per batch)");
   std::cout << fmt::format("parameters trained: {} (vision {}, text {}{}{}){}\n", millions(p.params()),
                            millions(p.vision_params), millions(p.text_params),
                            p.decoder_params ? ", decoder " + millions(p.decoder_params) : "",
@@ -153,8 +172,9 @@ void run_plan(const PlanArgs& a) {
                   p.activations_blocks / kGiB));
   row("peak", p.peak, fmt::format("none {:.2f}, blocks {:.2f}", p.peak_none / kGiB, p.peak_blocks / kGiB));
   std::cout << fmt::format(
-      "device memory {:g} GiB: {}\n", a.device_gib,
-      p.peak <= device ? fmt::format("fits ({:.0f}% of it at the peak)", 100 * p.peak / device) : "does NOT fit");
+      "device memory {:g} GiB, {:g} GiB of it kept for the CUDA context and NCCL (--reserve): {}\n", a.device_gib,
+      a.reserve_gib,
+      p.peak <= device ? fmt::format("fits ({:.0f}% of the rest at the peak)", 100 * p.peak / device) : "does NOT fit");
   std::cout << fmt::format("largest micro-batch per rank that fits: {} without checkpointing, {} with blocks\n",
                            max_none, max_blocks);
   if (max_blocks > 0)
@@ -178,7 +198,9 @@ void add_plan_command(CLI::App& app) {
   auto* preset = cmd->add_option("--preset", args->preset, "a model preset instead (see 'siglip2 model-info --list')");
   preset->excludes(config);
   cmd->add_option("--set", args->overrides, "override a config key (repeatable)");
-  cmd->add_option("--world-size", args->world_size, "ranks (GPUs) in the run")->check(positive);
+  cmd->add_option("--world-size", args->world_size, "ranks (GPUs) in the run (default 1)")
+      ->check(positive)
+      ->each([args](const std::string&) { args->world_size_given = true; });
   cmd->add_option("--batch", args->batch, "global batch (sets train.batch_size; default the config's, 32768)")
       ->check(positive);
   cmd->add_option("--accumulation-steps", args->accumulation_steps, "micro-batches per step (train.accumulation_steps)")
@@ -189,6 +211,9 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--precision", args->precision, "bf16 (autocast, as on GPUs; default) or fp32 (as on the CPU)")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--device-memory", args->device_gib, "GiB per device (default 80, an H100)")->check(positive);
+  cmd->add_option("--reserve", args->reserve_gib,
+                  "GiB of each device the plan's tensors may not use: CUDA context, NCCL, fragmentation (default 2)")
+      ->check(non_negative);
   cmd->add_flag("--json", args->json, "one JSON object, sizes in bytes");
   cmd->callback([args] { run_plan(*args); });
 }

@@ -767,7 +767,7 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
                   ", this run has " + std::to_string(config.seed));
   }
   const size_t sources = config.shards.size();
-  const int64_t slots = world_size * config.workers;
+  const auto slots = static_cast<size_t>(world_size * config.workers);
   LoaderState out;
   out.seed = config.seed;
   out.rank = rank;
@@ -785,81 +785,94 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
   if (rank == 0)  // the run's skip counts stay in its total
     for (const auto& st : saved)
       for (const auto& [reason, n] : st.skipped()) out.workers[0].skipped[reason] += n;
+
+  struct Piece {
+    std::string path;
+    int64_t offset = 0;
+    bool single = false, seekable = false;
+  };
   for (size_t i = 0; i < sources; ++i) {
     const std::vector<std::string> all = expand_braces(config.shards[i]);
-    struct Piece {
-      std::string path;
-      int64_t offset;
-      bool single, seekable;
-    };
-    std::vector<Piece> pieces;
+    std::vector<Piece> samples, shards;  // buffered samples (one each); shards, whole or from an offset
     int64_t latest = 0;
     for (const auto& st : saved)
       for (const auto& w : st.workers)
         if (w.source_epoch.size() == sources) latest = std::max(latest, w.source_epoch[i]);
-    if (!config.resampled) {
-      for (const auto& st : saved) {
-        const auto old_workers = static_cast<int64_t>(st.workers.size());
-        for (int64_t w = 0; w < old_workers; ++w) {
-          const LoaderWorkerState& ws = st.workers[static_cast<size_t>(w)];
-          if (ws.source_epoch.empty()) {  // had delivered nothing: its whole epoch 0 is still to come
+    for (const auto& st : saved) {
+      if (config.resampled) break;
+      const auto old_workers = static_cast<int64_t>(st.workers.size());
+      for (int64_t w = 0; w < old_workers; ++w) {
+        const LoaderWorkerState& ws = st.workers[static_cast<size_t>(w)];
+        // Its whole shares of the epochs from `from` up to the latest any old worker reached: a worker behind
+        // the others (near an epoch's end) hands those over too, so nothing of them is lost.
+        auto whole_epochs_from = [&](int64_t from) {
+          for (int64_t e = from; e <= latest && (config.epochs == 0 || e < config.epochs); ++e)
             for (const auto& path :
-                 worker_shards(all, st.seed, static_cast<int64_t>(i), 0, st.rank, old_world, w, old_workers))
-              pieces.push_back({path, 0, false, false});
-            continue;
-          }
-          if (ws.source_position.size() != sources)
-            throw Error(
-                "cannot hand the data stream over: the checkpoint's loader state has no reading positions "
-                "(written by an older version)");
-          const int64_t epoch = ws.source_epoch[i];
-          if (config.epochs > 0 && epoch >= config.epochs) continue;
-          const SourcePosition& p = ws.source_position[i];
-          std::vector<std::string> list;
-          std::vector<int64_t> offsets, single;
-          if (!p.handover_shards.empty()) {  // it was itself in a hand-over epoch
-            list = p.handover_shards;
-            offsets = p.handover_offsets;
-            single = p.handover_single;
-          } else {
-            list = worker_shards(all, st.seed, static_cast<int64_t>(i), epoch, st.rank, old_world, w, old_workers);
-            offsets.assign(list.size(), 0);
-            single.assign(list.size(), 0);
-          }
-          auto seekable = [&](int64_t k) { return std::binary_search(p.seekable.begin(), p.seekable.end(), k); };
-          auto at = [&](int64_t k) -> const std::string& {
-            if (k < 0 || static_cast<size_t>(k) >= list.size())
-              throw Error("data loader hand-over: a saved position names shard " + std::to_string(k) + " of " +
-                          std::to_string(list.size()));
-            return list[static_cast<size_t>(k)];
-          };
-          for (size_t j = 0; j < p.buffer_offsets.size(); ++j)
-            pieces.push_back({at(p.buffer_shards[j]), p.buffer_offsets[j], true, seekable(p.buffer_shards[j])});
-          if (p.input_done) continue;
-          int64_t next = p.shard;
-          const bool reading = p.offset > 0 && static_cast<size_t>(p.shard) < list.size();
-          if (reading) {
-            pieces.push_back({at(p.shard), p.offset, false, seekable(p.shard)});
-            ++next;
-          }
-          for (int64_t k = std::max<int64_t>(next, 0); static_cast<size_t>(k) < list.size(); ++k)
-            pieces.push_back({list[static_cast<size_t>(k)], offsets[static_cast<size_t>(k)],
-                              single[static_cast<size_t>(k)] != 0, false});
+                 worker_shards(all, st.seed, static_cast<int64_t>(i), e, st.rank, old_world, w, old_workers))
+              shards.push_back({path, 0, false, false});
+        };
+        if (ws.source_epoch.empty()) {  // it had delivered nothing: all of it is still to come
+          whole_epochs_from(0);
+          continue;
         }
+        if (ws.source_position.size() != sources)
+          throw Error(
+              "cannot hand the data stream over: the checkpoint's loader state has no reading positions "
+              "(written by an older version)");
+        const int64_t epoch = ws.source_epoch[i];
+        if (config.epochs > 0 && epoch >= config.epochs) continue;
+        whole_epochs_from(epoch + 1);
+        const SourcePosition& p = ws.source_position[i];
+        std::vector<std::string> list;
+        std::vector<int64_t> offsets, single;
+        if (!p.handover_shards.empty()) {  // it was itself in a hand-over epoch
+          list = p.handover_shards;
+          offsets = p.handover_offsets;
+          single = p.handover_single;
+        } else {
+          list = worker_shards(all, st.seed, static_cast<int64_t>(i), epoch, st.rank, old_world, w, old_workers);
+          offsets.assign(list.size(), 0);
+          single.assign(list.size(), 0);
+        }
+        auto seekable = [&](int64_t k) { return std::binary_search(p.seekable.begin(), p.seekable.end(), k); };
+        auto at = [&](int64_t k) -> const std::string& {
+          if (k < 0 || static_cast<size_t>(k) >= list.size())
+            throw Error("data loader hand-over: a saved position names shard " + std::to_string(k) + " of " +
+                        std::to_string(list.size()));
+          return list[static_cast<size_t>(k)];
+        };
+        for (size_t j = 0; j < p.buffer_offsets.size(); ++j)
+          samples.push_back({at(p.buffer_shards[j]), p.buffer_offsets[j], true, seekable(p.buffer_shards[j])});
+        if (p.input_done) continue;
+        int64_t next = std::max<int64_t>(p.shard, 0);
+        if (p.offset > 0 && static_cast<size_t>(p.shard) < list.size()) {  // the shard it was reading
+          shards.push_back({at(p.shard), p.offset, false, seekable(p.shard)});
+          ++next;
+        }
+        for (auto k = static_cast<size_t>(next); k < list.size(); ++k)
+          (single[k] != 0 ? samples : shards).push_back({list[k], offsets[k], single[k] != 0, false});
       }
     }
-    // Dealt round-robin over the new ranks' workers; a worker with no piece starts the next epoch at once.
+    // Dealt round-robin over the new ranks' workers: the samples, then the shards from the slot where the
+    // samples ended, so that counts stay even. A worker with no piece starts the next epoch at once.
+    const auto mine = static_cast<size_t>(rank * config.workers);
     for (int64_t w = 0; w < config.workers; ++w) {
       LoaderWorkerState& ws = out.workers[static_cast<size_t>(w)];
       SourcePosition& p = ws.source_position[i];
-      for (size_t j = static_cast<size_t>(rank * config.workers + w); j < pieces.size();
-           j += static_cast<size_t>(slots)) {
-        p.handover_shards.push_back(pieces[j].path);
-        p.handover_offsets.push_back(pieces[j].offset);
-        p.handover_single.push_back(pieces[j].single ? 1 : 0);
-        p.handover_seekable.push_back(pieces[j].seekable ? 1 : 0);
-      }
-      ws.source_epoch[i] = config.resampled ? 0 : p.handover_shards.empty() ? latest + 1 : latest;
+      auto take = [&](const Piece& piece) {
+        p.handover_shards.push_back(piece.path);
+        p.handover_offsets.push_back(piece.offset);
+        p.handover_single.push_back(piece.single ? 1 : 0);
+        p.handover_seekable.push_back(piece.seekable ? 1 : 0);
+      };
+      const size_t slot = mine + static_cast<size_t>(w);
+      for (size_t j = slot; j < samples.size(); j += slots) take(samples[j]);
+      const size_t first = (slot + slots - samples.size() % slots) % slots;  // shard j goes to slot (n + j) mod slots
+      for (size_t j = first; j < shards.size(); j += slots) take(shards[j]);
+      // The hand-over epoch is numbered as the latest one (within finite epochs: the last), so that the epoch
+      // after it is the next to deal.
+      const int64_t handover_epoch = config.epochs > 0 ? std::min(latest, config.epochs - 1) : latest;
+      ws.source_epoch[i] = config.resampled ? 0 : p.handover_shards.empty() ? handover_epoch + 1 : handover_epoch;
     }
   }
   return out;

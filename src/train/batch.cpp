@@ -143,13 +143,20 @@ class WebDatasetBatches final : public BatchSource {
       state = loader_state_from_json(resume["loader"].get<std::string>());
     if (!handover.empty()) {
       state = hand_over_loader_state(handover, lc, rank, world);
-      int64_t pieces = 0;
+      int64_t shards = 0, partial = 0, samples = 0;
       for (const auto& w : state->workers)
-        for (const auto& p : w.source_position) pieces += static_cast<int64_t>(p.handover_shards.size());
+        for (const auto& p : w.source_position)
+          for (size_t i = 0; i < p.handover_shards.size(); ++i) {
+            if (p.handover_single[i] != 0)
+              ++samples;
+            else
+              ++(p.handover_offsets[i] > 0 ? partial : shards);
+          }
       log_info(
-          fmt::format("data: the stream of {} rank(s) continues on {}: the rest of the current epoch is dealt "
-                      "anew ({} shards and buffered samples to this rank), no sample of it repeated",
-                      handover.size(), world, pieces));
+          fmt::format("data: the stream of {} rank(s) continues on {}: what the old ranks had not given out of "
+                      "their epoch is dealt anew, none of it repeated; this rank reads {} whole shard(s), {} "
+                      "shard(s) from where they were left and {} buffered sample(s) first",
+                      handover.size(), world, shards, partial, samples));
     }
     loader_ = std::make_unique<DataLoader>(lc, c.image, tokenizer_, rank, world, state ? &*state : nullptr);
   }

@@ -301,6 +301,7 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
     throw ConfigError("train.accumulation_steps " + std::to_string(k) + " exceeds the per-rank batch " +
                       std::to_string(plan.batch_per_rank));
   plan.micro_batch = (plan.batch_per_rank + k - 1) / k;
+  if (c.model.vision.naflex) plan.naflex_length = naflex_worst(c.image).first;
   const bool locca = c.train.locca;
   const bool sd = c.train.self_distillation && o.self_distillation && !c.model.vision.naflex;
   const double half = o.bf16 ? 2 : kF32;

@@ -47,6 +47,7 @@ struct MemoryPlan {
   int64_t params() const { return vision_params + text_params + decoder_params + head_params; }
 
   int64_t batch_per_rank = 0, micro_batch = 0;  // micro_batch: per forward (batch_per_rank / accumulation)
+  int64_t naflex_length = 0;  // NaFlex: the planned sequence length (the most patches per batch); else 0
   // Bytes per rank.
   double weights = 0, gradients = 0, gradient_buckets = 0, optimizer = 0, teacher = 0, batch = 0;
   double weight_cast = 0;                 // bf16 copies of the weights autocast keeps from forward to backward

@@ -230,14 +230,17 @@ TEST_F(LoaderTest, ResumeContinuesTheUninterruptedStream) {
 }
 
 // Resuming on another number of ranks (and loader workers): the samples the old ranks had not given out of
-// the current epoch are given out once by the new ranks, none twice, none lost; then the next epoch is whole;
+// the current epoch are given out once by the new ranks, none twice, none lost, also when some old workers had
+// already started the next epoch (8 and 11 batches taken); then the next epoch is whole; the new ranks get
+// about the same number of samples;
 // and a resume inside the hand-over epoch goes on as the uninterrupted stream.
 TEST_F(LoaderTest, HandOverToAnotherNumberOfRanksRepeatsNoSampleOfTheEpoch) {
   struct Layout {
     int64_t old_world, new_world, new_workers;
     int taken;  // batches each old rank gave out before the checkpoint
   };
-  for (const Layout& l : {Layout{2, 3, 2, 5}, Layout{3, 2, 3, 4}, Layout{2, 1, 2, 9}, Layout{2, 3, 2, 0}}) {
+  for (const Layout& l : {Layout{2, 3, 2, 5}, Layout{3, 2, 3, 4}, Layout{2, 1, 2, 9}, Layout{2, 3, 2, 0},
+                          Layout{2, 3, 2, 8}, Layout{2, 1, 2, 11}}) {
     for (int64_t epochs : {1, 2}) {
       SCOPED_TRACE(::testing::Message() << l.old_world << " -> " << l.new_world << " ranks, " << l.taken
                                         << " batches taken, " << epochs << " epoch(s)");
