@@ -17,6 +17,7 @@
 #include <mutex>
 #include <numeric>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 
 #include "common/error.hpp"
@@ -181,7 +182,7 @@ class SourceStream {
   SourcePosition position() {
     SourcePosition p;
     if (reader_ && !lookahead_ && reader_->exhausted()) close_reader();
-    if (reader_) {
+    if (reader_ && !single_reader_) {
       p.shard = static_cast<int64_t>(shard_pos_) - 1;
       p.offset = lookahead_ ? lookahead_->offset : reader_->next_offset();
     } else {
@@ -214,6 +215,7 @@ class SourceStream {
                               s_.config.workers);
     shard_pos_ = 0;
     reader_.reset();
+    single_reader_ = false;
     lookahead_.reset();
     buffer_.clear();
     buffer_shard_.clear();
@@ -309,6 +311,7 @@ class SourceStream {
 
   // The current shard is done: a read error that ended it is counted (not a stop of the loader).
   void close_reader() {
+    single_reader_ = false;
     if (!reader_->error().empty() && counting_ && !s_.stopping.load()) {
       ++skipped_[skip::kTruncatedShard];
       log_warn("data: " + reader_->error() + "; the rest of this shard is skipped");
@@ -357,12 +360,20 @@ class SourceStream {
         lookahead_.reset();
         return raw;
       }
+      if (reader_ && single_reader_ && shard_pos_ >= single_run_end_) {  // a run of buffered samples is done
+        reader_.reset();
+        single_reader_ = false;
+      }
       if (reader_) {
         if (std::optional<RawSample> raw = reader_->next()) {
           s_.touch(worker_);
           seekable_[static_cast<int64_t>(shard_pos_) - 1] = reader_->seekable();
           empty_draws_ = 0;
-          if (!handover_.empty() && handover_[shard_pos_ - 1].single) reader_.reset();  // its one sample
+          if (!handover_.empty() && handover_[shard_pos_ - 1].single) {
+            // One of a run of buffered samples: the pieces up to it are done (one not found is lost).
+            while (shard_pos_ < single_run_end_ && handover_[shard_pos_ - 1].offset < raw->offset) ++shard_pos_;
+            single_reader_ = true;
+          }
           return raw;
         }
         close_reader();
@@ -381,11 +392,17 @@ class SourceStream {
       } else {  // a hand-over piece: from its offset, or only the sample at it
         const HandoverPiece& piece = handover_[k];
         reader_ = open_shard(path, piece.offset, piece.seekable);
-        if (reader_) {
-          if (piece.single)
-            reader_->want_only({piece.offset}, std::numeric_limits<int64_t>::max());
-          else
-            reader_->want_only({}, piece.offset);
+        if (reader_ && piece.single) {
+          // A run of buffered samples of this shard (dealt sorted by shard and offset) is read in one pass, so
+          // a shard is opened once per worker, not once per sample (a pipe: shard runs its command once).
+          std::vector<int64_t> offsets{piece.offset};
+          single_run_end_ = k + 1;
+          while (single_run_end_ < handover_.size() && handover_[single_run_end_].single &&
+                 handover_[single_run_end_].path == path && handover_[single_run_end_].offset > offsets.back())
+            offsets.push_back(handover_[single_run_end_++].offset);
+          reader_->want_only(std::move(offsets), std::numeric_limits<int64_t>::max());
+        } else if (reader_) {
+          reader_->want_only({}, piece.offset);
         }
       }
       if (!reader_ && s_.stopping.load()) return std::nullopt;
@@ -417,7 +434,9 @@ class SourceStream {
   SkipCounts& skipped_;
   std::vector<std::string> shards_;
   std::vector<HandoverPiece> handover_;  // a hand-over epoch's pieces (SourcePosition), else empty
-  size_t shard_pos_ = 0;                 // the next shard of shards_ to open
+  bool single_reader_ = false;           // reader_ reads a run of buffered-sample pieces, up to single_run_end_
+  size_t single_run_end_ = 0;
+  size_t shard_pos_ = 0;  // the next shard of shards_ to open
   std::unique_ptr<ShardReader> reader_;
   std::optional<RawSample> lookahead_;  // a restored reader's first sample, read ahead
   std::vector<RawSample> buffer_;
@@ -853,8 +872,11 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
           (single[k] != 0 ? samples : shards).push_back({list[k], offsets[k], single[k] != 0, false});
       }
     }
-    // Dealt round-robin over the new ranks' workers: the samples, then the shards from the slot where the
-    // samples ended, so that counts stay even. A worker with no piece starts the next epoch at once.
+    // Dealt round-robin over the new ranks' workers: the samples (sorted by shard and offset, so that a worker
+    // reads each shard's share in one pass), then the shards from the slot where the samples ended, so that
+    // counts stay even. A worker with no piece starts the next epoch at once.
+    std::sort(samples.begin(), samples.end(),
+              [](const Piece& a, const Piece& b) { return std::tie(a.path, a.offset) < std::tie(b.path, b.offset); });
     const auto mine = static_cast<size_t>(rank * config.workers);
     for (int64_t w = 0; w < config.workers; ++w) {
       LoaderWorkerState& ws = out.workers[static_cast<size_t>(w)];

@@ -302,6 +302,67 @@ TEST_F(LoaderTest, HandOverToAnotherNumberOfRanksRepeatsNoSampleOfTheEpoch) {
       Error);
 }
 
+// The hand-over reads each shard's buffered samples in one pass: through a pipe: command that logs its runs,
+// 4 shards of 30 samples, buffers of 40 (so most buffered samples share a shard), 2 workers handed over to 1.
+TEST(LoaderHandOver, OpensEachShardOncePerWorkerForItsBufferedSamples) {
+  TempDir dir("loader_handover");
+  for (int i = 0; i < 4; ++i)
+    testing::write_tar(dir.str("h" + std::to_string(i) + ".tar"), testing::good_samples("h" + std::to_string(i), 30));
+  const std::string log = dir.str("runs.log");
+  {
+    std::ofstream script(dir.str("cat_logged.sh"));
+    script << "echo \"$1\" >> '" << log << "'\nexec cat \"$1\"\n";
+  }
+  ImageConfig image;
+  image.image_size = 16;
+  LoaderConfig c;
+  c.shards = {"pipe:sh " + dir.str("cat_logged.sh") + " " + dir.str("h{0..3}.tar")};
+  c.batch_size = 5;
+  c.workers = 2;
+  c.shuffle_buffer = 40;
+  c.seed = 3;
+  c.epochs = 1;
+  c.locca = false;
+  std::map<std::string, int> seen;
+  std::vector<LoaderState> saved;
+  {
+    DataLoader loader(c, image, testing::test_tokenizer(), 0, 1);
+    for (int n = 0; n < 4; ++n) {
+      const std::optional<Batch> b = loader.next();
+      ASSERT_TRUE(b);
+      for (const auto& k : b->keys) ++seen[k];
+    }
+    saved.push_back(loader_state_from_json(loader_state_to_json(loader.state())));
+  }
+  LoaderConfig one = c;
+  one.workers = 1;
+  const LoaderState state = hand_over_loader_state(saved, one, 0, 1);
+  const SourcePosition& p = state.workers.at(0).source_position.at(0);
+  size_t singles = 0, others = 0;
+  std::set<std::string> single_shards;
+  for (size_t i = 0; i < p.handover_shards.size(); ++i) {
+    if (p.handover_single[i] != 0) {
+      ++singles;
+      single_shards.insert(p.handover_shards[i]);
+    } else {
+      ++others;
+    }
+  }
+  ASSERT_GT(singles, 20u);  // the buffers' samples
+  std::filesystem::remove(log);
+  DataLoader loader(one, image, testing::test_tokenizer(), 0, 1, &state);
+  while (auto b = loader.next())
+    for (const auto& k : b->keys) ++seen[k];
+  EXPECT_EQ(seen.size(), 120u);
+  for (const auto& [key, n] : seen) EXPECT_EQ(n, 1) << key;
+  size_t runs = 0;
+  {
+    std::ifstream in(log);
+    for (std::string line; std::getline(in, line);) ++runs;
+  }
+  EXPECT_LE(runs, single_shards.size() + others) << singles << " buffered samples";
+}
+
 // 1,000 small shards (4 samples each), a shuffle buffer of 3, stopped at 90% of the epoch: the resumed worker
 // opens at most 2 shards before its first batch (the shards of its buffered samples and the one it was in;
 // counted through a pipe: command that logs each open) instead of the ~450 a replay of the epoch reads, and
