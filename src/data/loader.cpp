@@ -237,19 +237,27 @@ class SourceStream {
     input_done_ = p.input_done;
     const size_t n = p.buffer_offsets.size();
     std::vector<std::optional<RawSample>> slots(n);
+    // In a hand-over epoch several pieces name one shard (its buffered samples, the rest of it): each shard is
+    // read once, under the index of its first piece.
+    std::map<std::string, int64_t> first_piece;
+    for (size_t k = 0; k < handover_.size(); ++k) first_piece.emplace(handover_[k].path, static_cast<int64_t>(k));
+    auto group = [&](int64_t k) {
+      return k >= 0 && static_cast<size_t>(k) < handover_.size() ? first_piece.at(handover_[k].path) : k;
+    };
     std::map<int64_t, std::vector<int64_t>> wanted;  // shard -> offsets
-    for (size_t i = 0; i < n; ++i) wanted[p.buffer_shards[i]].push_back(p.buffer_offsets[i]);
+    for (size_t i = 0; i < n; ++i) wanted[group(p.buffer_shards[i])].push_back(p.buffer_offsets[i]);
     const bool reading = !p.input_done && static_cast<size_t>(p.shard) < shard_count() && p.offset > 0;
-    if (reading) wanted[p.shard];  // the shard being read, even without buffered samples
+    if (reading) wanted[group(p.shard)];  // the shard being read, even without buffered samples
     std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> slot_of;  // (shard, offset) -> buffer slots
-    for (size_t i = 0; i < n; ++i) slot_of[{p.buffer_shards[i], p.buffer_offsets[i]}].push_back(i);
+    for (size_t i = 0; i < n; ++i) slot_of[{group(p.buffer_shards[i]), p.buffer_offsets[i]}].push_back(i);
     for (auto& [k, offsets] : wanted) {
       std::sort(offsets.begin(), offsets.end());
       offsets.erase(std::unique(offsets.begin(), offsets.end()), offsets.end());
       if (k < 0 || static_cast<size_t>(k) >= shard_count()) continue;
-      const bool current = reading && k == p.shard;
+      const bool current = reading && k == group(p.shard);
       const int64_t from = current ? p.offset : std::numeric_limits<int64_t>::max();
-      const bool seek = std::binary_search(p.seekable.begin(), p.seekable.end(), k);
+      const bool seek = std::binary_search(p.seekable.begin(), p.seekable.end(), current ? p.shard : k) ||
+                        (static_cast<size_t>(k) < handover_.size() && handover_[k].seekable);
       const int64_t first = std::min(offsets.empty() ? from : offsets.front(), from);
       std::unique_ptr<ShardReader> reader = open_shard(shard_path(static_cast<size_t>(k)), first, seek);
       if (!reader) continue;
@@ -272,7 +280,7 @@ class SourceStream {
       }
       if (current) {
         reader_ = std::move(reader);
-        shard_pos_ = static_cast<size_t>(k) + 1;
+        shard_pos_ = static_cast<size_t>(p.shard) + 1;
       }
     }
     if (!reading) shard_pos_ = static_cast<size_t>(std::max<int64_t>(0, p.shard));
@@ -367,13 +375,13 @@ class SourceStream {
       if (reader_) {
         if (std::optional<RawSample> raw = reader_->next()) {
           s_.touch(worker_);
-          seekable_[static_cast<int64_t>(shard_pos_) - 1] = reader_->seekable();
           empty_draws_ = 0;
           if (!handover_.empty() && handover_[shard_pos_ - 1].single) {
             // One of a run of buffered samples: the pieces up to it are done (one not found is lost).
             while (shard_pos_ < single_run_end_ && handover_[shard_pos_ - 1].offset < raw->offset) ++shard_pos_;
             single_reader_ = true;
           }
+          seekable_[static_cast<int64_t>(shard_pos_) - 1] = reader_->seekable();
           return raw;
         }
         close_reader();
@@ -784,6 +792,13 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
     if (st.seed != config.seed)
       throw Error("cannot hand the data stream over: it was saved with data.seed " + std::to_string(st.seed) +
                   ", this run has " + std::to_string(config.seed));
+    if (st.batches != saved[0].batches)
+      throw Error("cannot hand the data stream over: the saved ranks handed out different numbers of batches (" +
+                  std::to_string(saved[0].batches) + " and " + std::to_string(st.batches) + ")");
+    for (const auto& w : st.workers)
+      if (!w.source_epoch.empty() && w.source_epoch.size() != config.shards.size())
+        throw Error("cannot hand the data stream over: it was saved with " + std::to_string(w.source_epoch.size()) +
+                    " data sources, this run has " + std::to_string(config.shards.size()));
   }
   const size_t sources = config.shards.size();
   const auto slots = static_cast<size_t>(world_size * config.workers);
@@ -804,6 +819,12 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
   if (rank == 0)  // the run's skip counts stay in its total
     for (const auto& st : saved)
       for (const auto& [reason, n] : st.skipped()) out.workers[0].skipped[reason] += n;
+  // Draws seeded by the pull index (mixing, augmentations, resampled shards) go on past every old worker's, so
+  // that no new worker replays an old one's.
+  int64_t pulls = 0;
+  for (const auto& st : saved)
+    for (const auto& w : st.workers) pulls = std::max(pulls, w.pulls);
+  for (auto& w : out.workers) w.pulls = pulls;
 
   struct Piece {
     std::string path;
@@ -817,8 +838,21 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
     for (const auto& st : saved)
       for (const auto& w : st.workers)
         if (w.source_epoch.size() == sources) latest = std::max(latest, w.source_epoch[i]);
+    if (config.resampled) {  // fresh draws: each new worker's draw index starts past every old worker's
+      // and its shuffle buffer's generator past every old worker's draws.
+      int64_t draws = 0, emitted = 0;
+      for (const auto& st : saved)
+        for (const auto& w : st.workers) {
+          if (w.source_position.size() == sources) draws = std::max(draws, w.source_position[i].shard + 1);
+          if (w.source_emitted.size() == sources) emitted = std::max(emitted, w.source_emitted[i]);
+        }
+      for (auto& w : out.workers) {
+        w.source_position[i].shard = draws;
+        w.source_emitted[i] = emitted;
+      }
+      continue;
+    }
     for (const auto& st : saved) {
-      if (config.resampled) break;
       const auto old_workers = static_cast<int64_t>(st.workers.size());
       for (int64_t w = 0; w < old_workers; ++w) {
         const LoaderWorkerState& ws = st.workers[static_cast<size_t>(w)];
@@ -843,15 +877,17 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
         whole_epochs_from(epoch + 1);
         const SourcePosition& p = ws.source_position[i];
         std::vector<std::string> list;
-        std::vector<int64_t> offsets, single;
+        std::vector<int64_t> offsets, single, seek;
         if (!p.handover_shards.empty()) {  // it was itself in a hand-over epoch
           list = p.handover_shards;
           offsets = p.handover_offsets;
           single = p.handover_single;
+          seek = p.handover_seekable;
         } else {
           list = worker_shards(all, st.seed, static_cast<int64_t>(i), epoch, st.rank, old_world, w, old_workers);
           offsets.assign(list.size(), 0);
           single.assign(list.size(), 0);
+          seek.assign(list.size(), 0);
         }
         auto seekable = [&](int64_t k) { return std::binary_search(p.seekable.begin(), p.seekable.end(), k); };
         auto at = [&](int64_t k) -> const std::string& {
@@ -869,12 +905,12 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
           ++next;
         }
         for (auto k = static_cast<size_t>(next); k < list.size(); ++k)
-          (single[k] != 0 ? samples : shards).push_back({list[k], offsets[k], single[k] != 0, false});
+          (single[k] != 0 ? samples : shards).push_back({list[k], offsets[k], single[k] != 0, seek[k] != 0});
       }
     }
-    // Dealt round-robin over the new ranks' workers: the samples (sorted by shard and offset, so that a worker
-    // reads each shard's share in one pass), then the shards from the slot where the samples ended, so that
-    // counts stay even. A worker with no piece starts the next epoch at once.
+    // Dealt over the new ranks' workers: the buffered samples sorted by shard and offset, in blocks, so that a
+    // worker reads each shard's share in one pass; the shards round-robin. A worker with no piece starts the
+    // next epoch at once.
     std::sort(samples.begin(), samples.end(),
               [](const Piece& a, const Piece& b) { return std::tie(a.path, a.offset) < std::tie(b.path, b.offset); });
     const auto mine = static_cast<size_t>(rank * config.workers);
@@ -888,9 +924,10 @@ LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const 
         p.handover_seekable.push_back(piece.seekable ? 1 : 0);
       };
       const size_t slot = mine + static_cast<size_t>(w);
-      for (size_t j = slot; j < samples.size(); j += slots) take(samples[j]);
-      const size_t first = (slot + slots - samples.size() % slots) % slots;  // shard j goes to slot (n + j) mod slots
-      for (size_t j = first; j < shards.size(); j += slots) take(shards[j]);
+      // Buffered samples in contiguous blocks of the sorted list (a shard's samples go to few workers), shards
+      // round-robin.
+      for (size_t j = slot * samples.size() / slots; j < (slot + 1) * samples.size() / slots; ++j) take(samples[j]);
+      for (size_t j = slot; j < shards.size(); j += slots) take(shards[j]);
       // The hand-over epoch is numbered as the latest one (within finite epochs: the last), so that the epoch
       // after it is the next to deal.
       const int64_t handover_epoch = config.epochs > 0 ? std::min(latest, config.epochs - 1) : latest;

@@ -64,14 +64,14 @@ LoaderState loader_state_from_json(const std::string& json);  // throws siglip2:
 
 // Resuming on another number of ranks (or loader workers): this rank's state, built from the states of every
 // rank of the saved run (`saved`, one per old rank, in rank order). Per source, what each old worker had not
-// yet given out of its current epoch (its shuffle buffer's samples, the rest of the shard it was reading from
-// the saved offset, the shards it had not opened) is dealt round-robin over the new ranks' workers as a
-// hand-over epoch; after it each worker goes on with the next epoch (the latest old one + 1) dealt for the new
-// layout. So no sample of the current epoch is given out twice. Not preserved: the order of the samples, the
-// shares of the later epochs that old workers one epoch behind would have read (those samples are skipped
-// for that epoch), and the augmentation draws (seeded per rank). Resampled sources (data.resampled) start
-// fresh draws. Throws siglip2::Error when the states disagree (seed, sources) or lack positions (an older
-// version's state).
+// yet given out (its shuffle buffer's samples, the rest of the shard it was reading from the saved offset,
+// the shards it had not opened, and for a worker an epoch behind the latest one any old worker reached, its
+// whole shares of the epochs up to that) is dealt over the new ranks' workers as a hand-over epoch; after it
+// each worker goes on with the next epoch, dealt for the new layout. So no sample is given out twice or lost.
+// Not preserved: the order of the samples, and the draws seeded per rank and worker (mixing, augmentations),
+// which go on from past every old worker's pull count. Resampled sources (data.resampled) start fresh draws.
+// Throws siglip2::Error when the states disagree (seed, number of sources, batches handed out) or lack
+// positions (an older version's state).
 LoaderState hand_over_loader_state(const std::vector<LoaderState>& saved, const LoaderConfig& config, int64_t rank,
                                    int64_t world_size);
 

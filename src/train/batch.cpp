@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "common/error.hpp"
 #include "siglip2/build_config.hpp"
 #if SIGLIP2_CONFIG_DATA_PIPELINE
@@ -142,7 +144,13 @@ class WebDatasetBatches final : public BatchSource {
     if (resume.is_object() && resume.contains("loader"))
       state = loader_state_from_json(resume["loader"].get<std::string>());
     if (!handover.empty()) {
-      state = hand_over_loader_state(handover, lc, rank, world);
+      try {
+        state = hand_over_loader_state(handover, lc, rank, world);
+      } catch (const Error& e) {  // e.g. a state from a version without reading positions
+        log_warn(std::string(e.what()) + "; the data stream restarts");
+      }
+    }
+    if (!handover.empty() && state) {
       int64_t shards = 0, partial = 0, samples = 0;
       for (const auto& w : state->workers)
         for (const auto& p : w.source_position)
@@ -195,17 +203,23 @@ std::unique_ptr<BatchSource> make_batch_source(const RunConfig& c, int rank, int
 #if SIGLIP2_CONFIG_DATA_PIPELINE
   nlohmann::json mine;
   std::vector<LoaderState> handover;
-  if (saved.is_object() && saved.contains("ranks") && saved["ranks"].size() == static_cast<size_t>(world)) {
-    mine = saved["ranks"][rank];
-  } else if (step > 0 && saved.is_object() && saved.contains("ranks") && saved["ranks"].is_array()) {
-    for (const auto& r : saved["ranks"]) {
-      if (!r.is_object() || !r.contains("loader")) {
-        handover.clear();
-        break;
-      }
-      handover.push_back(loader_state_from_json(r["loader"].get<std::string>()));
-    }
-    if (handover.empty()) log_warn("the checkpoint has no data-loader state: the data stream restarts");
+  const bool has_states = saved.is_object() && saved.contains("ranks") && saved["ranks"].is_array() &&
+                          !saved["ranks"].empty() &&
+                          std::all_of(saved["ranks"].begin(), saved["ranks"].end(),
+                                      [](const nlohmann::json& r) { return r.is_object() && r.contains("loader"); });
+  if (has_states) {
+    std::vector<LoaderState> states;
+    for (const auto& r : saved["ranks"]) states.push_back(loader_state_from_json(r["loader"].get<std::string>()));
+    // The same layout resumes this rank's own state; another number of ranks or of loader workers hands the
+    // stream over.
+    const bool same = states.size() == static_cast<size_t>(world) &&
+                      std::all_of(states.begin(), states.end(), [&](const LoaderState& st) {
+                        return static_cast<int64_t>(st.workers.size()) == c.data.workers;
+                      });
+    if (same)
+      mine = saved["ranks"][rank];
+    else
+      handover = std::move(states);
   } else if (step > 0) {
     log_warn("the checkpoint has no data-loader state: the data stream restarts");
   }
