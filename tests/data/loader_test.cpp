@@ -27,6 +27,12 @@ std::string make_source(const TempDir& dir, const std::string& src, int shards) 
   return dir.str(src + "{0.." + std::to_string(shards - 1) + "}.tar");
 }
 
+// dir/cat_logged.sh FILE: appends FILE to `log`, then prints FILE (a pipe: shard whose runs can be counted).
+void write_logging_cat(const TempDir& dir, const std::string& log) {
+  std::ofstream script(dir.str("cat_logged.sh"));
+  script << "echo \"$1\" >> '" << log << "'\nexec cat \"$1\"\n";
+}
+
 class LoaderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -328,10 +334,7 @@ TEST(LoaderHandOver, OpensEachShardOncePerWorkerForItsBufferedSamples) {
   for (int i = 0; i < 4; ++i)
     testing::write_tar(dir.str("h" + std::to_string(i) + ".tar"), testing::good_samples("h" + std::to_string(i), 30));
   const std::string log = dir.str("runs.log");
-  {
-    std::ofstream script(dir.str("cat_logged.sh"));
-    script << "echo \"$1\" >> '" << log << "'\nexec cat \"$1\"\n";
-  }
+  write_logging_cat(dir, log);
   ImageConfig image;
   image.image_size = 16;
   LoaderConfig c;
@@ -397,10 +400,7 @@ TEST(LoaderResume, ReadsTheBufferAndTheCurrentShardNotTheEpoch) {
   for (int i = 0; i < 1000; ++i)
     testing::write_tar(dir.str("s" + std::to_string(i) + ".tar"), testing::good_samples("s" + std::to_string(i), 4));
   const std::string log = dir.str("opens.log");
-  {
-    std::ofstream script(dir.str("cat_logged.sh"));
-    script << "echo \"$1\" >> '" << log << "'\nexec cat \"$1\"\n";
-  }
+  write_logging_cat(dir, log);
   ImageConfig image;
   image.image_size = 16;
   for (const bool pipe : {true, false}) {

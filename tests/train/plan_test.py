@@ -4,8 +4,8 @@
 For each small shape (B/16 widths with fewer blocks, a smaller image and vocabulary, so one step takes a
 second or two) the planned peak of live tensors must be within 15% of the tensor peak the benchmark measures,
 with and without activation checkpointing, with the LocCa decoder, self-distillation, accumulation and a
-NaFlex tower. Then: parameter counts equal `model-info`'s, sharding divides the optimizer state by the world
-size exactly, and the largest micro-batch is the last that fits.
+NaFlex tower, and the trained-parameter count must equal that of the model bench builds. Then: sharding
+divides the optimizer state by the world size exactly, and the largest micro-batch is the last that fits.
 """
 import argparse
 import json
@@ -70,15 +70,6 @@ def main():
         ratio = measured_vs_planned(args, *case)
         if not 0.85 <= ratio <= 1.15:
             failures.append(f"{case[:4]}: planned/measured peak {ratio:.3f} is outside 0.85..1.15")
-
-    # Parameter counts of the released sizes: the towers' equal model-info's (the trained count, decoder and
-    # heads included, is checked against the modules bench builds, above).
-    for preset in ["b16_256", "so400m14_224", "gopt16_256"]:
-        info = json.loads(run([args.bin, "model-info", preset]))
-        p = plan(args, preset, [])
-        towers = p["parameters"]["vision"] + p["parameters"]["text"]
-        if towers != info["total"] or p["parameters"]["vision"] != info["vision"]:
-            failures.append(f"{preset}: plan counts {towers} tower parameters, model-info {info['total']}")
 
     # Sharding: optimizer state / W exactly; gradient buckets only with several ranks.
     whole = plan(args, "l16_256", ["--world-size", "8"])["bytes"]
