@@ -9,12 +9,66 @@
 #include "cli/commands.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "common/fs.hpp"
 #include "interop/checkpoint_dir.hpp"
 #include "train/checkpoint.hpp"
 #include "train/config.hpp"
 #include "train/trainer.hpp"
 
 namespace siglip2::cli {
+
+namespace {
+
+// A model named by a config key: hf:DIR (a Hugging Face directory), a model directory, a checkpoint, or a
+// run directory (its latest checkpoint). Throws ConfigError naming the key.
+ModelBundle load_model_source(const std::string& key, std::string dir) {
+  const bool hf = dir.rfind("hf:", 0) == 0;
+  if (hf) dir = dir.substr(3);
+  if (!std::filesystem::is_directory(dir)) throw ConfigError(key + ": " + dir + " is not a directory");
+  if (hf && !is_hf_dir(dir)) throw ConfigError(key + ": " + dir + " has no Hugging Face config.json");
+  if (std::filesystem::exists(std::filesystem::path(dir) / "latest")) {
+    auto ck = load_latest_checkpoint(dir);
+    if (!ck) throw ConfigError(key + ": " + dir + " has no readable checkpoint");
+    dir = ck->path;
+  }
+  return load_any_model(dir);
+}
+
+// The reference model scores the run's own inputs: the run's pixels (resized to the reference's image size
+// when it differs) and the run's token ids, so the two must tokenise alike.
+void check_acid_reference(const RunConfig& cfg, const ModelBundle& ref) {
+  const std::string what = "acid.reference: " + ref.source;
+  const ModelConfig& m = ref.config.model;
+  if (m.vision.naflex)
+    throw ConfigError(what + " has a NaFlex vision tower; the reference scores fixed-resolution pixels");
+  if (cfg.train.data == "synthetic") {  // random token ids below the run's vocabulary, as long as its positions
+    if (m.text.vocab_size < cfg.model.text.vocab_size ||
+        m.text.max_position_embeddings != cfg.model.text.max_position_embeddings)
+      throw ConfigError(what + ": its text tower (vocabulary " + std::to_string(m.text.vocab_size) + ", " +
+                        std::to_string(m.text.max_position_embeddings) +
+                        " positions) cannot read the run's synthetic token ids (vocabulary " +
+                        std::to_string(cfg.model.text.vocab_size) + ", " +
+                        std::to_string(cfg.model.text.max_position_embeddings) + " positions)");
+    return;
+  }
+  const TokenizerConfig &a = cfg.tokenizer, &b = ref.config.tokenizer;
+  auto differs = [&](const std::string& key, const std::string& run, const std::string& reference) {
+    throw ConfigError(what + ": its tokenizer." + key + " (" + reference + ") differs from the run's (" + run +
+                      "); ACID scores both models on the run's token ids");
+  };
+  if (a.length != b.length) differs("length", std::to_string(a.length), std::to_string(b.length));
+  if (a.lowercase != b.lowercase) differs("lowercase", a.lowercase, b.lowercase);
+  if (a.siglip1 != b.siglip1) differs("siglip1", a.siglip1 ? "true" : "false", b.siglip1 ? "true" : "false");
+  if (a.pad_id != b.pad_id) differs("pad_id", std::to_string(a.pad_id), std::to_string(b.pad_id));
+  if (a.eos_id != b.eos_id) differs("eos_id", std::to_string(a.eos_id), std::to_string(b.eos_id));
+  if (ref.tokenizer_model.empty()) throw ConfigError(what + " has no sentencepiece model to compare with the run's");
+  if (!a.model_file.empty() && read_file(a.model_file) != read_file(ref.tokenizer_model))
+    throw ConfigError(what + ": its sentencepiece model (" + ref.tokenizer_model +
+                      ") differs from tokenizer.model_file (" + a.model_file +
+                      "); ACID scores both models on the run's token ids");
+}
+
+}  // namespace
 
 void add_train_command(CLI::App& app) {
   struct Args {
@@ -60,19 +114,15 @@ void add_train_command(CLI::App& app) {
     o.sigkill_in_step = args->kill_step;
     o.sigkill_in_save_at_step = args->kill_save_step;
     if (!cfg.train.init_from.empty()) {
-      std::string dir = cfg.train.init_from;
-      const bool hf = dir.rfind("hf:", 0) == 0;
-      if (hf) dir = dir.substr(3);
-      if (!std::filesystem::is_directory(dir)) throw ConfigError("train.init_from: " + dir + " is not a directory");
-      if (hf && !is_hf_dir(dir)) throw ConfigError("train.init_from: " + dir + " has no Hugging Face config.json");
-      if (std::filesystem::exists(std::filesystem::path(dir) / "latest")) {
-        auto ck = load_latest_checkpoint(dir);
-        if (!ck) throw ConfigError("train.init_from: " + dir + " has no readable checkpoint");
-        dir = ck->path;
-      }
-      ModelBundle b = load_any_model(dir);
+      ModelBundle b = load_model_source("train.init_from", cfg.train.init_from);
       o.init_tensors = model_tensors(*b.model);
-      o.init_source = dir;
+      o.init_source = b.source;
+    }
+    if (cfg.acid.on()) {
+      ModelBundle b = load_model_source("acid.reference", cfg.acid.reference);
+      check_acid_reference(cfg, b);
+      o.reference = b.model.ptr();
+      o.reference_source = b.source;
     }
     int status = train(cfg, o);
     if (status != 0) throw Error("training stopped with status " + std::to_string(status));

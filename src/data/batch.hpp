@@ -26,6 +26,7 @@ struct Batch {
   at::Tensor spatial_shapes;          // NaFlex: int64 [B, 2] patch rows and columns; fixed resolution: undefined
   at::Tensor input_ids;               // int64 [B, tokenizer length]; undefined without a tokenizer
   at::Tensor labels;                  // int64 [B]: KEY.cls, -1 where absent (evaluation shards)
+  at::Tensor source;                  // int64 [B]: which data.shards pattern each example came from (0 first)
   std::optional<LoccaTargets> locca;  // train.locca
   // Self-distillation: the student's local crops, float32 [B * local_crops, 3, s, s], image-major (the
   // crops of image 0 first), and the patches it sees as the mask token, bool [B, (S / patch)^2].

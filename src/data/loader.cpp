@@ -493,6 +493,7 @@ class Worker {
     std::vector<Sample> samples;
     std::vector<LoccaExample> locca;
     std::vector<at::Tensor> views;
+    std::vector<int64_t> sources;  // index into data.shards, per sample
     auto batch_size = static_cast<size_t>(s_.config.batch_size);
     int64_t sequence = s_.image.max_num_patches;
     if (s_.image.naflex && !s_.image.naflex_sequence_lengths.empty()) {
@@ -503,7 +504,8 @@ class Worker {
       if (s_.stopping.load()) return std::nullopt;                          // shutting down: nobody takes this batch
       if (resampled_limit_ > 0 && state_.pulls >= resampled_limit_) break;  // the last virtual epoch is done
       const uint64_t pull = static_cast<uint64_t>(state_.pulls);
-      std::optional<RawSample> raw = pull_mixed(pull);
+      size_t from = 0;
+      std::optional<RawSample> raw = pull_mixed(pull, from);
       if (!raw) break;
       ++state_.pulls;
       Sample sample;
@@ -521,6 +523,7 @@ class Worker {
       if (s_.config.self_distillation)
         views.push_back(make_local_views(sample.image, s_.config.self_distillation_views, rng));
       samples.push_back(std::move(sample));
+      sources.push_back(static_cast<int64_t>(from));
     }
     if (!samples.empty()) ++state_.batches;
     snapshot();
@@ -528,7 +531,9 @@ class Worker {
       state_.done = true;
       return std::nullopt;
     }
-    return assemble(samples, locca, views, sequence);
+    Batch b = assemble(samples, locca, views, sequence);
+    b.source = pinned(torch::tensor(sources, torch::kLong), s_.pin);
+    return b;
   }
 
   const LoaderWorkerState& state() const { return state_; }
@@ -555,7 +560,8 @@ class Worker {
     };
   }
 
-  std::optional<RawSample> pull_mixed(uint64_t pull) {
+  // The next sample of the mixture; `from` is set to the source it came from.
+  std::optional<RawSample> pull_mixed(uint64_t pull, size_t& from) {
     const double u =
         static_cast<double>(
             splitmix64(mix_seed({uint64_t(s_.config.seed), kMixTag, uint64_t(s_.rank), uint64_t(index_), pull})) >>
@@ -574,7 +580,10 @@ class Worker {
         if (at < s_.weights[i]) break;
         at -= s_.weights[i];
       }
-      if (std::optional<RawSample> raw = streams_[pick]->next()) return raw;
+      if (std::optional<RawSample> raw = streams_[pick]->next()) {
+        from = pick;
+        return raw;
+      }
     }
   }
 

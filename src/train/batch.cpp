@@ -28,7 +28,7 @@ at::Tensor moved(const at::Tensor& t, const c10::Device& device) {
 
 Batch to_device(Batch b, const c10::Device& device) {
   if (device.is_cpu()) return b;
-  for (at::Tensor* t : {&b.pixel_values, &b.pixel_attention_mask, &b.spatial_shapes, &b.input_ids, &b.labels,
+  for (at::Tensor* t : {&b.pixel_values, &b.pixel_attention_mask, &b.spatial_shapes, &b.input_ids, &b.labels, &b.source,
                         &b.local_views, &b.bool_masked_pos})
     *t = moved(*t, device);
   if (b.locca)
@@ -55,6 +55,7 @@ std::vector<Batch> split_batch(const Batch& batch, int64_t parts) {
     m.spatial_shapes = rows(batch.spatial_shapes, begin, size);
     m.input_ids = rows(batch.input_ids, begin, size);
     m.labels = rows(batch.labels, begin, size);
+    m.source = rows(batch.source, begin, size);
     m.local_views = rows(batch.local_views, begin * crops, size * crops);
     m.bool_masked_pos = rows(batch.bool_masked_pos, begin, size);
     if (batch.locca) {
@@ -72,7 +73,7 @@ std::vector<Batch> split_batch(const Batch& batch, int64_t parts) {
 
 SyntheticBatches::SyntheticBatches(const RunConfig& config, int rank, int world)
     : config_(config), rank_(rank), world_(world) {
-  if (std::string why = config.train.check_world_size(world); !why.empty()) throw ConfigError(why);
+  if (std::string why = config.check_world_size(world); !why.empty()) throw ConfigError(why);
   if (config.model.vision.naflex && config.train.self_distillation)
     throw ConfigError(
         "train.self_distillation: the self-distillation losses need a fixed-resolution tower (NaFlex "
@@ -81,7 +82,7 @@ SyntheticBatches::SyntheticBatches(const RunConfig& config, int rank, int world)
 
 Batch SyntheticBatches::next(int64_t step) {
   const auto& v = config_.model.vision;
-  const int64_t n = config_.train.batch_size, b = n / world_;
+  const int64_t n = config_.drawn_batch_size(), b = n / world_;
   const int64_t len = config_.model.text.max_position_embeddings, vocab = config_.model.text.vocab_size;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config_.train.seed) * 1000003ULL +
                                                       static_cast<uint64_t>(step));
@@ -99,6 +100,7 @@ Batch SyntheticBatches::next(int64_t step) {
     out.pixel_values = slice(at::empty({n, v.num_channels, v.image_size, v.image_size}).uniform_(-1, 1, gen));
   }
   out.input_ids = slice(at::randint(2, vocab, {n, len}, gen, at::TensorOptions().dtype(at::kLong)));
+  out.source = at::zeros({b}, at::kLong);
   const int64_t dlen = config_.model.decoder.max_length;
   out.locca.emplace();
   for (DecoderTask* task : {&out.locca->caption, &out.locca->referring, &out.locca->grounded}) {
@@ -111,7 +113,8 @@ Batch SyntheticBatches::next(int64_t step) {
     if (task == &out.locca->caption)
       t.parallel = slice(at::empty({n}).uniform_(0, 1, gen) < config_.loss.locca.parallel_probability);
   }
-  if (v.naflex) return out;
+  if (!config_.train.locca) out.locca.reset();  // drawn all the same: the other tensors do not depend on it
+  if (v.naflex || !config_.train.self_distillation) return out;
   const int64_t grid = v.image_size / v.patch_size;
   const int64_t local = std::max<int64_t>(v.patch_size, (grid / 2) * v.patch_size);
   out.local_views = slice(at::empty({n * 8, v.num_channels, local, local})
@@ -131,10 +134,10 @@ class WebDatasetBatches final : public BatchSource {
   WebDatasetBatches(const RunConfig& c, int rank, int world, const nlohmann::json& resume,
                     const std::vector<LoaderState>& handover)
       : config_(c), rank_(rank), tokenizer_(Tokenizer::load(c.tokenizer)) {
-    if (std::string why = c.train.check_world_size(world); !why.empty()) throw ConfigError(why);
+    if (std::string why = c.check_world_size(world); !why.empty()) throw ConfigError(why);
     if (c.data.shards.empty()) throw ConfigError("data.shards: no training shards given");
     LoaderConfig lc = c.data;
-    lc.batch_size = c.train.batch_size / world;
+    lc.batch_size = c.drawn_batch_size() / world;  // ACID: this rank's super-batch
     lc.locca = c.train.locca;
     lc.self_distillation = c.train.self_distillation;
     lc.locca_targets.length = c.model.decoder.max_length;

@@ -1,7 +1,9 @@
 #pragma once
 // The run config: what `siglip2 train CONFIG` reads. Defaults are the SigLIP 2 recipe
 // (spec: recipe.md §6.1); recipes in configs/recipes/ override them per run.
+#include <cmath>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -172,6 +174,36 @@ struct TrainConfig {
   }
 };
 
+// The ACID stage, the recipe's last for B-sized models (SigLIP 2 §2.5, recipe.md §6.3; docs/recipe.md): with
+// `reference` set, every step draws a super-batch of train.batch_size / (1 − filter_ratio) pairs, scores it
+// with the learner and the reference model (learnability: the difference of their sigmoid losses) and
+// trains on the train.batch_size pairs JEST's joint sampler selects (losses/acid.hpp), sigmoid loss only.
+// Selection is per rank: each rank selects its share of the batch from its share of the super-batch.
+struct AcidConfig {
+  std::string reference;      // hf:DIR, a model directory, a checkpoint or a run directory; "" = off
+  double filter_ratio = 0.5;  // SigLIP 2: 0.5 for B/16 (super-batch 64k), 0.75 for B/32 (128k)
+  int64_t chunks = 16;        // JEST's default
+
+  bool on() const { return !reference.empty(); }
+  // Pairs drawn per step for a batch of `batch` pairs: round(batch / (1 − filter_ratio)).
+  int64_t super_batch_size(int64_t batch) const {
+    return static_cast<int64_t>(std::llround(static_cast<double>(batch) / (1.0 - filter_ratio)));
+  }
+
+  template <class V>
+  void visit(V& v) {
+    v("reference", reference,
+      "the ACID stage: the reference model scoring each super-batch with the learner (hf:DIR, a model "
+      "directory, a checkpoint or a run directory); read-only; empty: no selection");
+    v("filter_ratio", filter_ratio,
+      "share of each super-batch left out: it holds train.batch_size / (1 - filter_ratio) pairs (SigLIP 2: 0.5 "
+      "for B/16, 0.75 for B/32)",
+      config::in_range(0.0, 0.99));
+    v("chunks", chunks, "JEST's joint sampling draws the batch in this many chunks (each rank's share)",
+      config::greater_than<int64_t>(0));
+  }
+};
+
 struct LossConfig {
   SigmoidLossConfig sigmoid;
   LoccaLossConfig locca;
@@ -184,6 +216,12 @@ struct LossConfig {
     v("self_distillation", self_distillation, "global-local and masked-prediction losses (from 80% of training)");
   }
 };
+
+inline std::string fmt_ratio(double r) {
+  std::ostringstream o;
+  o << r;
+  return o.str();
+}
 
 // What the image and tokenizer sections must agree on with the model ("" = consistent): the image
 // section says how images are preprocessed, the model what its towers take.
@@ -217,6 +255,26 @@ struct RunConfig {
   ScheduleConfig schedule;
   TrainConfig train;
   DistConfig dist;
+  AcidConfig acid;
+
+  // Pairs the data stream gives per step over all ranks: the batch, or ACID's super-batch.
+  int64_t drawn_batch_size() const { return acid.on() ? acid.super_batch_size(train.batch_size) : train.batch_size; }
+  // What the batch settings leave wrong on `world` ranks ("" = nothing): TrainConfig's rules, and ACID's
+  // super-batch and chunks per rank.
+  std::string check_world_size(int64_t world) const {
+    if (std::string why = train.check_world_size(world); !why.empty()) return why;
+    if (!acid.on()) return "";
+    const int64_t super = drawn_batch_size();
+    if (super % world != 0)
+      return "acid.filter_ratio: the super-batch of " + std::to_string(super) + " pairs (train.batch_size " +
+             std::to_string(train.batch_size) + " / (1 - " + fmt_ratio(acid.filter_ratio) +
+             ")) is not divisible by the world size " + std::to_string(world);
+    if (acid.chunks > train.batch_size / world)
+      return "acid.chunks: " + std::to_string(acid.chunks) + " chunks of a per-rank batch of " +
+             std::to_string(train.batch_size / world) + " pairs; use at most " +
+             std::to_string(train.batch_size / world);
+    return "";
+  }
 
   template <class V>
   void visit(V& v) {
@@ -233,6 +291,7 @@ struct RunConfig {
     v("schedule", schedule, "learning-rate schedule");
     v("train", train, "training loop");
     v("dist", dist, "distributed communication");
+    v("acid", acid, "the ACID stage: learnability-based batch selection with a reference model (B/16, B/32)");
   }
   std::string check() const {
     if (std::string why = inputs_match_model(model, image, tokenizer); !why.empty()) return why;
@@ -251,6 +310,19 @@ struct RunConfig {
     if (model.vision.naflex && train.self_distillation)
       return "train.self_distillation: a NaFlex tower is trained without the self-distillation losses (SigLIP 2's "
              "NaFlex branch); set it to false";
+    if (acid.on()) {
+      if (model.vision.naflex)
+        return "acid.reference: the ACID stage trains fixed-resolution models (SigLIP 2 §2.5: B/16 and B/32), "
+               "not a NaFlex tower";
+      if (train.locca || train.self_distillation)
+        return std::string("train.") + (train.locca ? "locca" : "self_distillation") +
+               ": the ACID stage trains the sigmoid loss only (SigLIP 2 §2.5); set train.locca and "
+               "train.self_distillation to false";
+      if (acid.super_batch_size(train.batch_size) <= train.batch_size)
+        return "acid.filter_ratio: " + fmt_ratio(acid.filter_ratio) + " leaves nothing to select from (super-batch " +
+               std::to_string(acid.super_batch_size(train.batch_size)) + " for a batch of " +
+               std::to_string(train.batch_size) + ")";
+    }
     return "";
   }
 };

@@ -13,6 +13,7 @@
 #include "common/error.hpp"
 #include "common/logging.hpp"
 #include "data/loader.hpp"
+#include "train/acid_stage.hpp"
 #include "train/batch.hpp"
 #include "train/checkpointer.hpp"
 #include "train/distributed.hpp"
@@ -50,12 +51,13 @@ class Trainer {
     env_ = dist_env_from_environment();
     dev_ = choose_training_device(cfg_.train, env_.local_rank);
     pg_ = training_process_group(env_, cfg_.dist.backend, cfg_.dist.timeout_s, dev_.device);
-    if (std::string why = cfg_.train.check_world_size(env_.world_size); !why.empty()) throw ConfigError(why);
+    if (std::string why = cfg_.check_world_size(env_.world_size); !why.empty()) throw ConfigError(why);
     checkpointer_ = std::make_unique<Checkpointer>(cfg_, opts_, pg_.get());
     start_from_initialisation();
     if (opts_.resume) resume_from_latest();
     if (!source_) make_source();
     make_sync();
+    make_acid();
     check_evaluation_inputs(cfg_);  // not hours later, at the first evaluation
     StopSignals signals;
     checkpointer_->last_saved_step = state_.step;
@@ -129,7 +131,7 @@ class Trainer {
     state_ = TrainerState{};
     state_.world_size = env_.world_size;
     state_.batch_size = cfg_.train.batch_size;
-    state_.phase = "pretrain";
+    state_.phase = cfg_.acid.on() ? "acid" : "pretrain";
     build_model();
   }
 
@@ -180,8 +182,14 @@ class Trainer {
     const auto t_wait = Clock::now();
     const bool accumulate = cfg_.train.accumulation_steps > 1;
     Batch batch = source_->next(step);
-    if (!accumulate) batch = to_device(std::move(batch), dev_.device);  // else one micro-batch at a time
     r.report.data_wait_s = seconds_since(t_wait);
+    NamedTensors selection_metrics;
+    if (acid_) {  // this rank's super-batch: train on what the learner and the reference select
+      AcidStepSelection s = acid_->select(*m_.towers, batch, step);
+      batch = std::move(s.batch);
+      selection_metrics = std::move(s.metrics);
+    }
+    if (!accumulate) batch = to_device(std::move(batch), dev_.device);  // else one micro-batch at a time
     // Every rank's batch has this size (NaFlex's half-size batches are half size on every rank).
     r.report.examples = batch.pixel_values.size(0) * env_.world_size;
     optimizer_->zero_grad();
@@ -197,6 +205,7 @@ class Trainer {
     } else {
       l = training_losses(m_.step_modules(), batch, cfg_, since, dev_.bf16, pg_.get());
     }
+    for (auto& [name, value] : selection_metrics) l.terms.emplace_back(name, value.to(l.total.options()));
     at::Tensor loss = l.total;
     if (step == opts_.inject_nan_at_step) {
       opts_.inject_nan_at_step = -1;  // once
@@ -261,6 +270,19 @@ class Trainer {
     make_sync();
   }
 
+  // The ACID stage's selection (acid.reference): the reference model goes to this rank's device once.
+  void make_acid() {
+    if (!cfg_.acid.on() || acid_) return;
+    const int64_t sources = cfg_.train.data == "synthetic" ? 1 : static_cast<int64_t>(cfg_.data.shards.size());
+    acid_ = std::make_unique<AcidSelection>(cfg_, opts_.reference, dev_.device, dev_.bf16, env_.rank, env_.world_size,
+                                            sources);
+    log_info(fmt::format(
+        "ACID: reference {}; each rank selects {} of {} pairs per step (filter ratio {}, {} chunks), per rank; "
+        "scoring holds {:.1f} MiB per rank beyond the models",
+        opts_.reference_source, acid_->batch_per_rank(), acid_->super_batch_per_rank(), cfg_.acid.filter_ratio,
+        cfg_.acid.chunks, static_cast<double>(acid_->scoring_bytes(cfg_.model.vision.hidden_size)) / (1 << 20)));
+  }
+
   void make_source() {
     source_.reset();  // a loader's threads and open shards go first
     source_ = make_batch_source(cfg_, env_.rank, env_.world_size, state_.data, state_.step);
@@ -281,6 +303,7 @@ class Trainer {
   std::unique_ptr<AdamOptimizer> optimizer_;
   std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<BatchSource> source_;
+  std::unique_ptr<AcidSelection> acid_;  // the ACID stage only
   std::unique_ptr<Checkpointer> checkpointer_;
   std::unique_ptr<TrainingLog> log_;
   TrainerState state_;

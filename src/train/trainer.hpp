@@ -4,6 +4,7 @@
 // handling and rollback on NaN or loss spikes.
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,8 @@
 
 namespace siglip2 {
 
+struct Siglip2ModelImpl;
+
 struct TrainOptions {
   bool resume = true;                    // continue from RUN/latest when there is one
   bool allow_batch_size_change = false;  // resume a checkpoint trained with another train.batch_size
@@ -21,6 +24,9 @@ struct TrainOptions {
   // train.init_from, read by the caller: the towers' tensors (HF names) a run from scratch starts with.
   NamedTensors init_tensors;
   std::string init_source;
+  // acid.reference, read by the caller: the ACID stage's reference model (read-only; moved to the device).
+  std::shared_ptr<Siglip2ModelImpl> reference;
+  std::string reference_source;
   // Testing hooks: make the loss of this step NaN once (rollback test); SIGKILL this process after the
   // first micro-batch's backward of this step (a kill inside an accumulated step).
   int64_t inject_nan_at_step = -1;

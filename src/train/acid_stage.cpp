@@ -1,0 +1,129 @@
+#include "train/acid_stage.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "common/error.hpp"
+#include "data/rng.hpp"
+#include "losses/acid.hpp"
+#include "models/siglip2.hpp"
+#include "train/autocast.hpp"
+#include "train/batch.hpp"
+
+namespace siglip2 {
+
+namespace {
+
+constexpr uint64_t kAcidTag = 0xAC1D;
+
+at::Tensor rows_of(const at::Tensor& t, const at::Tensor& idx) {
+  return t.defined() ? t.index_select(0, idx.to(t.device())) : t;
+}
+
+}  // namespace
+
+at::Tensor acid_uniforms(uint64_t seed, int64_t step, int64_t rank, int64_t chunk, int64_t n) {
+  DataRng rng(mix_seed(
+      {seed, kAcidTag, static_cast<uint64_t>(step), static_cast<uint64_t>(rank), static_cast<uint64_t>(chunk)}));
+  at::Tensor u = at::empty({n}, at::kDouble);
+  double* p = u.data_ptr<double>();
+  for (int64_t i = 0; i < n; ++i) p[i] = (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53;  // in (0, 1)
+  return u;
+}
+
+Batch select_examples(const Batch& batch, const std::vector<int64_t>& idx) {
+  TORCH_CHECK(!batch.locca && !batch.local_views.defined() && !batch.bool_masked_pos.defined(),
+              "select_examples: a batch with LocCa targets or self-distillation views");
+  const at::Tensor i = at::tensor(idx, at::kLong);
+  Batch out;
+  for (int64_t k : idx)
+    if (!batch.keys.empty()) out.keys.push_back(batch.keys.at(static_cast<size_t>(k)));
+  out.pixel_values = rows_of(batch.pixel_values, i);
+  out.pixel_attention_mask = rows_of(batch.pixel_attention_mask, i);
+  out.spatial_shapes = rows_of(batch.spatial_shapes, i);
+  out.input_ids = rows_of(batch.input_ids, i);
+  out.labels = rows_of(batch.labels, i);
+  out.source = rows_of(batch.source, i);
+  return out;
+}
+
+std::pair<at::Tensor, at::Tensor> pooled_embeddings(Siglip2ModelImpl& model, const Batch& batch, int64_t chunk,
+                                                    bool bf16, const c10::Device& device, int64_t image_size) {
+  torch::NoGradGuard no_grad;
+  std::vector<Batch> parts;
+  const int64_t n = batch.pixel_values.size(0);
+  for (const Batch& part : split_batch(batch, (n + chunk - 1) / chunk)) parts.push_back(part);
+  std::vector<at::Tensor> images, texts;
+  for (const Batch& part : parts) {
+    Batch in;  // the towers' inputs only
+    in.pixel_values = part.pixel_values;
+    in.pixel_attention_mask = part.pixel_attention_mask;
+    in.spatial_shapes = part.spatial_shapes;
+    in.input_ids = part.input_ids;
+    in = to_device(std::move(in), device);
+    if (image_size > 0 && !in.spatial_shapes.defined() && in.pixel_values.size(-1) != image_size)
+      in.pixel_values = at::_upsample_bilinear2d_aa(in.pixel_values, {image_size, image_size},
+                                                    /*align_corners=*/false);
+    AutocastScope autocast(bf16, device.type());
+    images.push_back(
+        model.encode_image({in.pixel_values, in.pixel_attention_mask, in.spatial_shapes}).pooler_output.to(at::kFloat));
+    texts.push_back(model.encode_text(in.input_ids).pooler_output.to(at::kFloat));
+  }
+  return {l2_normalize(at::cat(images)), l2_normalize(at::cat(texts))};
+}
+
+AcidSelection::AcidSelection(const RunConfig& config, std::shared_ptr<Siglip2ModelImpl> reference,
+                             const c10::Device& device, bool bf16, int rank, int world_size, int64_t sources)
+    : config_(config),
+      reference_(std::move(reference)),
+      device_(device),
+      bf16_(bf16),
+      rank_(rank),
+      super_(config.drawn_batch_size() / world_size),
+      select_(config.train.batch_size / world_size),
+      chunk_examples_((config.train.batch_size / world_size + config.train.accumulation_steps - 1) /
+                      config.train.accumulation_steps),
+      sources_(std::max<int64_t>(1, sources)) {
+  if (!reference_) throw Error("acid.reference: no reference model was loaded");
+  reference_->to(device_);
+  reference_->eval();
+  for (auto& p : reference_->parameters()) p.set_requires_grad(false);
+}
+
+int64_t AcidSelection::scoring_bytes(int64_t learner_width) const {
+  const int64_t reference_width = reference_->config.vision.hidden_size;
+  const int64_t chunk = (select_ + config_.acid.chunks - 1) / config_.acid.chunks;
+  return 4 * super_ * 2 * (learner_width + reference_width) + 4 * 2 * 2 * chunk * super_;
+}
+
+AcidStepSelection AcidSelection::select(Siglip2ModelImpl& learner, const Batch& super_batch, int64_t step) const {
+  torch::NoGradGuard no_grad;
+  const int64_t n = super_batch.pixel_values.size(0);
+  const int64_t take = std::min(select_, n);
+  const int64_t image_size = reference_->config.vision.image_size;
+  auto [li, lt] = pooled_embeddings(learner, super_batch, chunk_examples_, bf16_, device_);
+  auto [ri, rt] = pooled_embeddings(*reference_, super_batch, chunk_examples_, bf16_, device_, image_size);
+  const Learnability s{{li, lt, learner.logit_scale.detach(), learner.logit_bias.detach()},
+                       {ri, rt, reference_->logit_scale.detach(), reference_->logit_bias.detach()}};
+  const auto seed = static_cast<uint64_t>(config_.train.seed);
+  auto uniform = [&](int64_t chunk, int64_t size) { return acid_uniforms(seed, step, rank_, chunk, size); };
+  JointSelection sel = jest_joint_sample(s, take, std::min(config_.acid.chunks, take), uniform);
+  std::vector<int64_t> chosen = sel.chosen;
+  std::sort(chosen.begin(), chosen.end());
+  AcidStepSelection out;
+  out.chosen = sel.chosen;
+  out.batch = select_examples(super_batch, chosen);
+  out.metrics.emplace_back("acid_learnability_selected", at::scalar_tensor(sel.mean_selected, at::kDouble));
+  out.metrics.emplace_back("acid_learnability_rejected", at::scalar_tensor(sel.mean_rejected, at::kDouble));
+  const at::Tensor all = super_batch.source.defined() ? super_batch.source.to(at::kCPU) : at::zeros({n}, at::kLong);
+  const at::Tensor picked = all.index_select(0, at::tensor(chosen, at::kLong));
+  for (int64_t k = 0; k < sources_; ++k) {
+    out.metrics.emplace_back("acid_selected_share_" + std::to_string(k), (picked == k).to(at::kDouble).mean());
+    out.metrics.emplace_back("acid_super_batch_share_" + std::to_string(k), (all == k).to(at::kDouble).mean());
+  }
+  return out;
+}
+
+}  // namespace siglip2

@@ -1,0 +1,77 @@
+#pragma once
+// The ACID stage's selection step (SigLIP 2 §2.5; recipe.md §6.3; docs/recipe.md "ACID"): each step the
+// trainer draws this rank's share of the super-batch, this class scores it with the learner and the
+// reference model and returns the examples JEST's joint sampler (losses/acid.hpp) selects; the trainer
+// then takes an ordinary sigmoid-loss step on them.
+//
+// Selection is per rank: rank r selects train.batch_size / W pairs from its own train.batch_size /
+// ((1 − acid.filter_ratio) W), with the learnability of pairs within that share. Nothing crosses ranks
+// (no examples move; every rank trains an equal share, as the sigmoid loss's exchange needs); one process
+// and W ranks select alike only when W = 1.
+//
+// Draws: chunk q of step s on rank r uses uniforms from (train.seed, s, r, q) alone, so a resumed run
+// selects what the uninterrupted one selects without any state in the checkpoint.
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/named_tensors.hpp"
+#include "data/batch.hpp"
+#include "train/config.hpp"
+
+namespace siglip2 {
+
+struct Siglip2ModelImpl;
+
+// The examples `idx` of `batch`, in that order (every per-example tensor indexed; keys too). For the
+// ACID stage's batches: the LocCa targets and self-distillation views, which it does not use, must be absent.
+Batch select_examples(const Batch& batch, const std::vector<int64_t>& idx);
+
+// A model's L2-normalised pooled embeddings of `batch`, float32 [n, E] each (image, text), computed without
+// gradients `chunk` examples at a time on `device` (under bf16 autocast when `bf16`). `image_size` > 0 and
+// different from the batch's: the pixels are first resized to it (bilinear, antialiased).
+std::pair<at::Tensor, at::Tensor> pooled_embeddings(Siglip2ModelImpl& model, const Batch& batch, int64_t chunk,
+                                                    bool bf16, const c10::Device& device, int64_t image_size = 0);
+
+// The uniforms in (0, 1) of JEST's chunk `chunk` at step `step` on rank `rank` (float64 [n]): a function of
+// these and train.seed alone (data/rng.hpp's generator, the same on every platform).
+at::Tensor acid_uniforms(uint64_t seed, int64_t step, int64_t rank, int64_t chunk, int64_t n);
+
+struct AcidStepSelection {
+  std::vector<int64_t> chosen;  // super-batch indices, in the order drawn
+  Batch batch;                  // the selected examples (on the super-batch's device), in super-batch order
+  // Scalars (float64, CPU) under their metric names: "acid_learnability_selected", "acid_learnability_rejected"
+  // (means of S_ii), then per data source k "acid_selected_share_k" and "acid_super_batch_share_k" (fractions).
+  NamedTensors metrics;
+};
+
+class AcidSelection {
+ public:
+  // `reference`: the read-only reference model (moved to `device`, eval mode, never updated). Its image size
+  // may differ from the run's (the run's pixels are resized for it); its text input must be the run's token
+  // ids (the caller checks tokenizers). `sources`: the number of data sources (data.shards patterns).
+  AcidSelection(const RunConfig& config, std::shared_ptr<Siglip2ModelImpl> reference, const c10::Device& device,
+                bool bf16, int rank, int world_size, int64_t sources);
+  AcidStepSelection select(Siglip2ModelImpl& learner, const Batch& super_batch, int64_t step) const;
+  // What scoring holds per rank beyond the models: the four embedding matrices and the row and column
+  // blocks of one chunk (the |SB|² matrix is never held), in bytes, for a learner of embedding width
+  // `learner_width`.
+  int64_t scoring_bytes(int64_t learner_width) const;
+  int64_t super_batch_per_rank() const { return super_; }
+  int64_t batch_per_rank() const { return select_; }
+
+ private:
+  RunConfig config_;
+  std::shared_ptr<Siglip2ModelImpl> reference_;
+  c10::Device device_;
+  bool bf16_;
+  int rank_;
+  int64_t super_, select_, chunk_examples_, sources_;
+};
+
+}  // namespace siglip2

@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""The ACID stage (acid.reference; src/train/acid_stage.*) as users run it.
+
+1. Synthetic batches, tiny model: config errors; a run in phase "acid" trains on the selected half; killed and
+   resumed it equals the uninterrupted run bit for bit; 2 accumulated micro-batches equal one batch; two ranks.
+2. Learnability and selection against a direct computation: the learner and a reference at another image size,
+   exported to Hugging Face format; transformers' embeddings give L_learner - L_reference (NumPy), and JEST's
+   sampler written in NumPy, given the trainer's uniforms, selects what the trainer selects.
+3. Behaviour, on scikit-learn's handwritten-digit scans (scripts/make_digits.py): a reference trained on clean
+   shards of its own; two sources offered half and half, one clean and one with 30% of captions shuffled among
+   images: ACID selects the corrupted source clearly less often than its share, and a control with two clean
+   sources evenly; a short ACID stage does not lose zero-shot accuracy against the same steps without selection.
+   Killed and resumed on shards, it equals the uninterrupted stage bit for bit.
+Prints what it measured (docs/recipe.md quotes it)."""
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+failures = []
+passed = 0
+
+
+def check(name, ok, detail=""):
+    global passed
+    if ok:
+        passed += 1
+        print(f"ok   {name}", flush=True)
+    else:
+        failures.append(name)
+        print(f"FAIL {name}: {detail}", flush=True)
+
+
+def env():
+    e = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        e.pop(k, None)
+    return e
+
+
+def run(*cmd, world=1, timeout=900):
+    cmd = [BIN, *cmd]
+    if world > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+               "--no-python", *cmd]
+    return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def latest(out):
+    with open(os.path.join(out, "latest")) as f:
+        return os.path.join(out, f.read().strip())
+
+
+def params(out):
+    return load_file(os.path.join(latest(out), "model.safetensors"))
+
+
+def max_diff(a, b):
+    if a.keys() != b.keys():
+        return float("inf")
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def relative_difference(a, b):
+    """||a - b|| / ||a|| over every parameter but the attention key biases: their gradient is zero up to
+    rounding (softmax does not see a constant added to every score), and Adam's normalisation turns that
+    rounding into steps of lr (as trainer_test.py's equalities leave them out)."""
+    if a.keys() != b.keys():
+        return float("inf")
+    num = den = 0.0
+    for k in a:
+        x, y = a[k].double().flatten(), b[k].double().flatten()
+        if k.endswith("k_proj.bias"):
+            continue
+        if k.endswith("in_proj_bias"):  # packed q;k;v: leave out the k third
+            n = x.numel() // 3
+            x, y = torch.cat([x[:n], x[2 * n:]]), torch.cat([y[:n], y[2 * n:]])
+        num += ((x - y) ** 2).sum().item()
+        den += (x ** 2).sum().item()
+    return (num / den) ** 0.5
+
+
+def rows(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if '"loss"' in line]
+
+
+def zero_shot(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        evals = [json.loads(line) for line in f if '"zero_shot_top1"' in line]
+    return evals[-1]["zero_shot_top1"] if evals else float("nan")
+
+
+SYNTHETIC = """base: {root}/configs/models/tiny.yaml
+schedule:
+  type: constant
+  warmup_steps: 0
+optimizer:
+  lr: 1.0e-3
+  weight_decay: 0
+train:
+  data: synthetic
+  out_dir: {out}
+  batch_size: 8
+  total_steps: {steps}
+  log_every: 1
+  checkpoint_every: 2
+  locca: false
+  self_distillation: false
+  seed: 3
+acid:
+  reference: {reference}
+  chunks: 2
+"""
+
+
+def synthetic_part(d):
+    ref_out = os.path.join(d, "syn_reference")
+    cfg = write(os.path.join(d, "syn_reference.yaml"),
+                SYNTHETIC.format(root=ROOT, out=ref_out, steps=2, reference="''"))
+    r = run("train", cfg)
+    check("a synthetic reference trains", r.returncode == 0, r.stderr[-1500:])
+
+    def config(name, steps=6):
+        out = os.path.join(d, name)
+        return write(os.path.join(d, name + ".yaml"), SYNTHETIC.format(root=ROOT, out=out, steps=steps,
+                                                                      reference=ref_out)), out
+
+    # Bad configs stop before training, naming the key.
+    cfg, _ = config("syn_bad")
+    for extra, key in ((["--set", "train.locca=true"], "train.locca"),
+                       (["--set", "acid.filter_ratio=0"], "acid.filter_ratio"),
+                       (["--set", "acid.chunks=9"], "acid.chunks"),
+                       (["--set", f"acid.reference={d}/missing"], "acid.reference")):
+        r = run("train", cfg, *extra)
+        last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+        check(f"{' '.join(extra)} is refused naming {key}", r.returncode != 0 and key in last, last)
+
+    cfg, out = config("syn_acid")
+    r = run("train", cfg)
+    ok = r.returncode == 0
+    check("the ACID stage runs on synthetic batches", ok, r.stderr[-1500:])
+    if not ok:
+        return
+    m = rows(out)
+    check("metrics rows are in phase 'acid' with the selection metrics",
+          len(m) == 6 and all(x["phase"] == "acid" and x["acid_selected_share_0"] == 1.0
+                              and "acid_learnability_selected" in x and "acid_learnability_rejected" in x for x in m),
+          m[:1])
+    check("the log says what scoring holds per rank", "scoring holds" in r.stderr and "selects 8 of 16" in r.stderr,
+          r.stderr[-800:])
+    uninterrupted = params(out)
+
+    # Killed inside step 3 (after its backward, before the optimizer step), resumed from step 2.
+    cfg_k, out_k = config("syn_acid_kill")
+    r = run("train", cfg_k, "--debug-sigkill-in-step", "3")
+    killed = r.returncode == -signal.SIGKILL
+    r = run("train", cfg_k)
+    diff = max_diff(uninterrupted, params(out_k)) if killed and r.returncode == 0 else None
+    check(f"killed in an ACID step and resumed equals the uninterrupted stage bit for bit (max difference {diff})",
+          killed and diff == 0.0 and "at step 2" in r.stderr, r.stderr[-1500:])
+
+    # Accumulation: the selection is made on the whole rank's super-batch, then the selected batch is
+    # accumulated in 2 micro-batches (GradCache): the same step up to float32 rounding.
+    cfg_a, out_a = config("syn_acid_acc2")
+    r = run("train", cfg_a, "--set", "train.accumulation_steps=2")
+    rel = relative_difference(uninterrupted, params(out_a)) if r.returncode == 0 else float("inf")
+    one, two = m, rows(out_a) if r.returncode == 0 else []
+    worst = max((abs(x[k] - y[k]) / max(abs(x[k]), 1e-12) for x, y in zip(one, two)
+                 for k in ("loss", "acid_learnability_selected", "acid_learnability_rejected")), default=float("inf"))
+    check(f"ACID with 2 accumulated micro-batches equals one batch: the same selections and losses (largest "
+          f"relative difference {worst:.1e} <= 1e-5), parameters after 6 steps (relative {rel:.1e} <= 1e-5, key "
+          f"biases excluded)", rel <= 1e-5 and worst <= 1e-5 and len(two) == 6, r.stderr[-1500:])
+
+    # Two ranks: each selects 4 of its 8 (per-rank selection); the metrics are averages over the ranks.
+    cfg_w, out_w = config("syn_acid_w2")
+    r = run("train", cfg_w, world=2)
+    ok = r.returncode == 0
+    check("two ranks run the ACID stage, each selecting its share", ok and "selects 4 of 8" in r.stderr,
+          r.stderr[-1500:])
+    if ok:
+        m = rows(out_w)
+        check("two ranks log one row per step with the selection metrics",
+              len(m) == 6 and all(x["acid_selected_share_0"] == 1.0 for x in m), m[:1])
+
+
+DIGITS = """base: {root}/configs/demo_digits.yaml
+tokenizer:
+  model_file: {data}/tokenizer.model
+data:
+  shards: {shards}
+  workers: 1
+  shuffle_buffer: 1000
+eval:
+  shards: {data}/eval/000000.tar
+  classnames: {data}/classnames.txt
+  templates: {data}/templates.txt
+  every: 0
+schedule:
+  warmup_steps: 50
+train:
+  out_dir: {out}
+  batch_size: 32
+  total_steps: 800
+  log_every: 50
+  checkpoint_every: 100
+  locca: false
+  self_distillation: false
+  logit_bias_init: -3.5
+"""
+
+ACID = """base: {base}
+optimizer:
+  lr: 3.0e-4
+  weight_decay: 0
+schedule:
+  type: constant
+  warmup_steps: 0
+data:
+  shards: {shards}
+  weights: [1, 1]
+train:
+  out_dir: {out}
+  init_from: {learner}
+  total_steps: 300
+  log_every: 1
+  seed: 2
+acid:
+  reference: {reference}
+  chunks: 4
+"""
+
+
+def corrupt(src, dst, fraction, seed):
+    """Copies a WebDataset shard, moving the captions (KEY.txt) of `fraction` of its samples round in a cycle
+    among themselves: those images get another image's caption."""
+    with tarfile.open(src) as t:
+        members = [(m.name, t.extractfile(m).read()) for m in t.getmembers() if m.isfile()]
+    keys = sorted({name.rsplit(".", 1)[0] for name, _ in members})
+    picked = random.Random(seed).sample(keys, round(fraction * len(keys)))
+    captions = {name.rsplit(".", 1)[0]: b for name, b in members if name.endswith(".txt")}
+    moved = {picked[i]: captions[picked[(i + 1) % len(picked)]] for i in range(len(picked))}
+    with tarfile.open(dst, "w") as out:
+        for name, b in members:
+            key = name.rsplit(".", 1)[0]
+            if name.endswith(".txt") and key in moved:
+                b = moved[key]
+            info = tarfile.TarInfo(name)
+            info.size = len(b)
+            out.addfile(info, io.BytesIO(b))
+
+
+def digits_part(d):
+    failed_before = len(failures)
+    data = os.path.join(d, "digits")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts/make_digits.py"), "--out", data, "--scenes", "10"],
+                       capture_output=True, text=True)
+    check("the digit shards are written", r.returncode == 0, r.stderr[-1000:])
+    r = run("data", "tokenizer", "--corpus", os.path.join(data, "corpus.txt"), "--out",
+            os.path.join(data, "tokenizer.model"))
+    check("a tokenizer is trained on them", r.returncode == 0, r.stderr[-1000:])
+    os.makedirs(os.path.join(data, "noisy"))
+    for i, shard in enumerate((14, 15)):
+        corrupt(os.path.join(data, f"train/{shard:06d}.tar"), os.path.join(data, f"noisy/{i:06d}.tar"), 0.3, shard)
+
+    def digits_config(name, shards, **overrides):
+        out = os.path.join(d, name)
+        return write(os.path.join(d, name + ".yaml"), DIGITS.format(root=ROOT, data=data, out=out,
+                                                                   shards=json.dumps(shards))), out
+
+    # The reference: shards 0-9 (6,000 samples), which the learner and the ACID stage never see.
+    ref_cfg, ref_out = digits_config("reference", [f"{data}/train/{{000000..000009}}.tar"])
+    r = run("train", ref_cfg, "--set", "train.total_steps=2000", "--set", "train.batch_size=64", "--set",
+            "train.logit_bias_init=-4")
+    check("the reference trains", r.returncode == 0, r.stderr[-1500:])
+    # The learner: shards 10-11, fewer steps.
+    learner_cfg, learner_out = digits_config("learner", [f"{data}/train/{{000010..000011}}.tar"])
+    r = run("train", learner_cfg, "--set", "train.seed=1")
+    check("the learner trains", r.returncode == 0, r.stderr[-1500:])
+    if failures[failed_before:]:
+        return None
+    ref_top1, learner_top1 = zero_shot(ref_out), zero_shot(learner_out)
+    print(f"reference zero-shot top-1 {100 * ref_top1:.2f}%, learner {100 * learner_top1:.2f}%")
+
+    clean, noisy, clean2 = (f"{data}/train/{{000012..000013}}.tar", f"{data}/noisy/{{000000..000001}}.tar",
+                            f"{data}/train/{{000014..000015}}.tar")
+
+    def acid_config(name, shards, reference):
+        out = os.path.join(d, name)
+        return write(os.path.join(d, name + ".yaml"),
+                     ACID.format(base=learner_cfg, shards=json.dumps(shards), out=out, learner=learner_out,
+                                 reference=reference)), out
+
+    results = {"reference_top1": ref_top1, "learner_top1": learner_top1}
+    for name, shards, reference in (("acid_noisy", [clean, noisy], ref_out), ("acid_control", [clean, clean2], ref_out),
+                                    ("no_selection", [clean, noisy], "''")):
+        cfg, out = acid_config(name, shards, reference)
+        r = run("train", cfg)
+        check(f"{name} runs", r.returncode == 0, r.stderr[-1500:])
+        if r.returncode != 0:
+            return None
+        m = rows(out)
+        results[name] = {"top1": zero_shot(out)}
+        if reference != "''":
+            results[name].update({
+                "selected_share_1": float(np.mean([x["acid_selected_share_1"] for x in m])),
+                "offered_share_1": float(np.mean([x["acid_super_batch_share_1"] for x in m])),
+                "learnability_selected": float(np.mean([x["acid_learnability_selected"] for x in m])),
+                "learnability_rejected": float(np.mean([x["acid_learnability_rejected"] for x in m]))})
+    noisy_r, control_r = results["acid_noisy"], results["acid_control"]
+    print(json.dumps(results, indent=1))
+    check(f"ACID selects the source with 30% shuffled captions clearly less often than offered "
+          f"({noisy_r['selected_share_1']:.3f} selected vs {noisy_r['offered_share_1']:.3f} offered)",
+          noisy_r["selected_share_1"] <= noisy_r["offered_share_1"] - 0.04, noisy_r)
+    check(f"... and two clean sources evenly ({control_r['selected_share_1']:.3f} vs "
+          f"{control_r['offered_share_1']:.3f})",
+          abs(control_r["selected_share_1"] - control_r["offered_share_1"]) <= 0.02, control_r)
+    check(f"the selected pairs are the more learnable ({noisy_r['learnability_selected']:.3f} vs "
+          f"{noisy_r['learnability_rejected']:.3f} rejected)",
+          noisy_r["learnability_selected"] > noisy_r["learnability_rejected"], noisy_r)
+    check(f"300 ACID steps do not lose zero-shot accuracy against 300 steps without selection "
+          f"({100 * noisy_r['top1']:.2f}% vs {100 * results['no_selection']['top1']:.2f}%)",
+          noisy_r["top1"] >= results["no_selection"]["top1"], results)
+
+    # Kill and resume on shards (the loader's position and the selection draws): bit for bit.
+    cfg, out = acid_config("acid_short", [clean, noisy], ref_out)
+    cfg_k, out_k = acid_config("acid_short_kill", [clean, noisy], ref_out)
+    short = ["--set", "train.total_steps=12", "--set", "train.checkpoint_every=4", "--set", "eval.shards=''"]
+    r1 = run("train", cfg, *short)
+    r2 = run("train", cfg_k, *short, "--debug-sigkill-in-step", "6")
+    r3 = run("train", cfg_k, *short)
+    ok = r1.returncode == 0 and r2.returncode == -signal.SIGKILL and r3.returncode == 0
+    diff = max_diff(params(out), params(out_k)) if ok else None
+    check(f"an ACID stage on shards killed at step 6 and resumed equals the uninterrupted one bit for bit "
+          f"(max difference {diff})", ok and diff == 0.0 and "at step 4" in r3.stderr,
+          (r1.stderr + r2.stderr + r3.stderr)[-2000:])
+
+    # The reference reads the run's token ids: another tokenizer is refused before training.
+    r = run("train", cfg, *short, "--set", "tokenizer.length=12", "--set", f"train.out_dir={d}/bad_tok")
+    last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+    check("a reference with another tokenizer is refused, naming acid.reference and the setting",
+          r.returncode != 0 and "acid.reference" in last and "tokenizer.length" in last, last)
+    return results, ref_out, learner_out, data
+
+
+def hf_features(model, pixel_values, input_ids):
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=pixel_values)
+        txt = model.get_text_features(input_ids=input_ids)
+    img = img if torch.is_tensor(img) else img.pooler_output
+    txt = txt if torch.is_tensor(txt) else txt.pooler_output
+    img, txt = img.double().numpy(), txt.double().numpy()
+    return img / np.linalg.norm(img, axis=1, keepdims=True), txt / np.linalg.norm(txt, axis=1, keepdims=True)
+
+
+def parity_part(d, ref_out, learner_out):
+    sys.path.insert(0, os.path.join(ROOT, "tests/losses"))
+    from acid_test import jest_reference, pair_losses
+    from transformers import AutoModel
+
+    # A reference at another image size (48 px, positions resized): the trainer resizes the run's pixels for it.
+    ref48 = os.path.join(d, "reference48")
+    r = run("adapt-resolution", latest(ref_out), "--image-size", "48", "--out", ref48)
+    check("the reference is adapted to 48 px", r.returncode == 0, r.stderr[-1000:])
+    exports = {}
+    for name, src in (("learner", latest(learner_out)), ("reference", latest(ref48))):
+        exports[name] = os.path.join(d, name + "_hf")
+        r = run("export", src, "--format", "hf", "--out", exports[name])
+        check(f"the {name} exports", r.returncode == 0, r.stderr[-1000:])
+    if not os.path.isdir(exports["reference"]) or not os.path.isdir(exports["learner"]):
+        return
+    n, select, chunks, seed, step = 24, 8, 3, 7, 11
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1
+    ids = torch.randint(4, 512, (n, 16), generator=gen)
+    ids[:, -3:] = 0
+    ids[:, -4] = 1
+    source = torch.arange(n) % 2
+    batch = os.path.join(d, "super_batch.safetensors")
+    save_file({"pixel_values": pixels.contiguous(), "input_ids": ids.contiguous(), "source": source}, batch)
+    probe = [0, 5, 17]
+    r = subprocess.run([TOOL, latest(learner_out), latest(ref48), batch, str(select), str(chunks), str(seed), str(step),
+                        ",".join(map(str, probe))], capture_output=True, text=True, env=env())
+    check("acid_select_tool runs", r.returncode == 0, r.stderr[-1500:])
+    if r.returncode != 0:
+        return
+    got = json.loads(r.stdout)
+
+    learner = AutoModel.from_pretrained(exports["learner"]).eval()
+    reference = AutoModel.from_pretrained(exports["reference"]).eval()
+    li, lt = hf_features(learner, pixels, ids)
+    pixels48 = torch.nn.functional.interpolate(pixels, size=(48, 48), mode="bilinear", align_corners=False,
+                                               antialias=True)
+    ri, rt = hf_features(reference, pixels48, ids)
+    s = pair_losses({"image": li, "text": lt, "logit_scale": learner.logit_scale.item(),
+                     "logit_bias": learner.logit_bias.item()}) - \
+        pair_losses({"image": ri, "text": rt, "logit_scale": reference.logit_scale.item(),
+                     "logit_bias": reference.logit_bias.item()})
+    worst = max(np.abs(np.diag(s) - got["diagonal"]).max(), np.abs(s[probe, :] - got["rows"]).max(),
+                np.abs(s[:, probe].T - got["columns"]).max())
+    check(f"learnability (diagonal, rows, columns) equals transformers' embeddings through NumPy, the reference "
+          f"at 48 px (max difference {worst:.2e} <= 1e-4; spread {np.ptp(s):.2f})", worst <= 1e-4)
+    want = jest_reference(s, select, chunks, got["uniforms"])
+    check(f"the trainer's selection equals NumPy's JEST sampler on those scores with its uniforms ({want})",
+          got["chosen"] == want and got["selected_rows"] == select, got["chosen"])
+    chosen = np.zeros(n, dtype=bool)
+    chosen[want] = True
+    check("the logged learnability means and source shares are those of the selection",
+          abs(got["acid_learnability_selected"] - np.diag(s)[chosen].mean()) <= 1e-4
+          and abs(got["acid_learnability_rejected"] - np.diag(s)[~chosen].mean()) <= 1e-4
+          and abs(got["acid_selected_share_1"] - (source.numpy()[chosen] == 1).mean()) <= 1e-12
+          and abs(got["acid_super_batch_share_1"] - 0.5) <= 1e-12, got)
+
+
+def main():
+    global BIN, TOOL, ROOT
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--tool", required=True)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    a = ap.parse_args()
+    BIN, TOOL, ROOT = os.path.abspath(a.bin), os.path.abspath(a.tool), os.path.abspath(a.root)
+    d = tempfile.mkdtemp(prefix="siglip2_acid_test_")
+    try:
+        synthetic_part(d)
+        got = digits_part(d)
+        if got:
+            parity_part(d, got[1], got[2])
+    finally:
+        if a.keep:
+            print("kept", d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+    print(f"acid stage: {passed} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
