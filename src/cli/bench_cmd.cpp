@@ -15,6 +15,7 @@
 #include "cli/validators.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "interop/checkpoint_dir.hpp"
 #include "models/siglip2.hpp"
 #include "train/bench.hpp"
 #include "train/config.hpp"
@@ -32,6 +33,7 @@ struct BenchArgs {
   int64_t accumulation_steps = 0;        // 0: as the config says
   int threads = 0;
   double peak_tflops = 0;
+  std::string reference;  // --objectives acid: the reference's model preset or config ("" = the benchmarked model)
 };
 
 // The table, then `RESULT {json}` (the line bench/compare.sh reads).
@@ -39,10 +41,18 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
   const int threads = at::get_num_threads();
   std::cout << fmt::format("model {} ({}), batch {}, {} timed steps after {} warm-up, {} {}, {} CPU thread(s)\n", name,
                            cfg.model.name, r.batch, r.steps, a.o.warmup, r.device_name, a.o.precision, threads);
-  std::cout << fmt::format("objectives: sigmoid{}{}\n", a.o.locca ? " + locca" : "",
-                           a.o.self_distillation ? " + self-distillation" : "");
+  std::cout << fmt::format("objectives: sigmoid{}{}{}\n", a.o.locca ? " + locca" : "",
+                           a.o.self_distillation ? " + self-distillation" : "",
+                           a.o.acid ? fmt::format(" on the pairs ACID selects from {} (reference {}, {} chunks)",
+                                                  r.super_batch, a.o.reference.name, cfg.acid.chunks)
+                                    : "");
   std::cout << fmt::format("  pairs/s        {:10.2f}\n", r.pairs_per_s);
   std::cout << fmt::format("  step           {:10.2f} ms\n", r.step_ms);
+  if (a.o.acid)
+    std::cout << fmt::format(
+        "    selection    {:10.2f} ms (learner + reference forward on {} pairs, JEST sampling): {:.3f} ms per "
+        "selected pair, {:.2f} GFLOP per scored pair\n",
+        r.selection_ms, r.super_batch, r.selection_ms / static_cast<double>(r.batch), r.score_flop_per_pair / 1e9);
   const int64_t micro_batches = cfg.train.accumulation_steps;
   if (micro_batches > 1) {
     std::cout << fmt::format("    fwd + bwd    {:10.2f} ms ({} micro-batches; the towers run forward twice)\n",
@@ -69,7 +79,8 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
     std::cout << fmt::format(
         "  activations    {:10.1f} MiB held from forward to backward (activation checkpointing: {})\n",
         r.activation_mib, checkpointing);
-  std::cout << fmt::format("  train GFLOP/pair {:8.2f} (3 x forward, two towers)\n", r.train_flop_per_pair / 1e9);
+  std::cout << fmt::format("  train GFLOP/pair {:8.2f} (3 x forward, two towers{})\n", r.train_flop_per_pair / 1e9,
+                           a.o.acid ? ", and the scoring per selected pair" : "");
   std::cout << fmt::format("  achieved       {:10.2f} TFLOP/s\n", r.pairs_per_s * r.train_flop_per_pair / 1e12);
   if (r.peak_flops > 0)
     std::cout << fmt::format("  MFU            {:10.1f} % of {:.1f} TFLOP/s\n", 100 * r.mfu(), r.peak_flops / 1e12);
@@ -98,6 +109,9 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
                       {"accumulation_steps", micro_batches},
                       {"train_gflop_per_pair", r.train_flop_per_pair / 1e9},
                       {"parameters", r.parameters},
+                      {"acid_super_batch", a.o.acid ? nlohmann::json(r.super_batch) : nlohmann::json()},
+                      {"acid_selection_ms", a.o.acid ? nlohmann::json(r.selection_ms) : nlohmann::json()},
+                      {"acid_reference", a.o.acid ? nlohmann::json(a.o.reference.name) : nlohmann::json()},
                       {"mfu", r.peak_flops > 0 ? nlohmann::json(r.mfu()) : nlohmann::json()}};
   std::cout << "RESULT " << j.dump() << std::endl;
 }
@@ -111,8 +125,10 @@ void run_bench(BenchArgs& a) {
       a.o.locca = true;
     } else if (item == "self_distillation") {
       a.o.self_distillation = true;
+    } else if (item == "acid") {
+      a.o.acid = true;
     } else {
-      throw UsageError("--objectives: unknown objective '" + item + "' (sigmoid, locca, self_distillation)");
+      throw UsageError("--objectives: unknown objective '" + item + "' (sigmoid, locca, self_distillation, acid)");
     }
   }
   if (a.threads > 0) at::set_num_threads(a.threads);
@@ -131,6 +147,9 @@ void run_bench(BenchArgs& a) {
   if (a.o.self_distillation && cfg.model.vision.naflex)
     throw UsageError("--objectives self_distillation: needs a fixed-resolution model");
   const std::string name = a.preset.empty() ? cfg.model.name : a.preset;
+  if (!a.reference.empty() && !a.o.acid) throw UsageError("--reference: only with --objectives acid");
+  if (a.o.acid)
+    a.o.reference = a.reference.empty() ? cfg.model : load_bundle_config_file(resolve_model_preset(a.reference)).model;
 
   BenchResult r = run_training_benchmark(cfg, a.o);
   print_bench_result(a, name, cfg, r);
@@ -153,7 +172,11 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--precision", args->o.precision, "fp32, or bf16 autocast with fp32 weights")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--objectives", args->objectives,
-                  "comma-separated: sigmoid (always), locca, self_distillation (fixed resolution only)");
+                  "comma-separated: sigmoid (always), locca, self_distillation (fixed resolution only); or acid: "
+                  "the ACID stage, scoring batch / (1 - acid.filter_ratio) pairs with the learner and --reference "
+                  "and training on the batch selected");
+  cmd->add_option("--reference", args->reference,
+                  "--objectives acid: the reference model's preset or config file (default: the benchmarked model)");
   cmd->add_option("--activation-checkpointing", args->activation_checkpointing,
                   "none, blocks or every_n:N (sets train.activation_checkpointing and its every_n)");
   cmd->add_option("--accumulation-steps", args->accumulation_steps,

@@ -12,7 +12,9 @@
 
 #include "common/cpu_memory.hpp"
 #include "common/error.hpp"
+#include "models/siglip2.hpp"
 #include "siglip2/build_config.hpp"
+#include "train/acid_stage.hpp"
 #include "train/batch.hpp"
 #include "train/model.hpp"
 #include "train/optimizer.hpp"
@@ -102,6 +104,13 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   cfg.train.total_steps = o.warmup + o.steps;
   cfg.train.locca = o.locca;
   cfg.train.self_distillation = o.self_distillation;
+  if (o.acid) {
+    if (o.locca || o.self_distillation)
+      throw UsageError("--objectives acid: the ACID stage trains the sigmoid loss only");
+    cfg.acid.reference = "(benchmark)";
+    if (std::string why = cfg.check(); !why.empty()) throw UsageError(why);
+    if (std::string why = cfg.check_world_size(1); !why.empty()) throw UsageError(why);
+  }
   const bool cuda = o.device == "cuda";
   if (cuda && !torch::cuda::is_available()) throw UsageError("--device cuda: CUDA is not available");
   const c10::Device device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
@@ -111,6 +120,11 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   r.batch = o.batch;
   r.steps = o.steps;
   r.train_flop_per_pair = 3 * forward_flops(cfg.model).pair();
+  if (o.acid) {
+    r.super_batch = cfg.drawn_batch_size();
+    r.score_flop_per_pair = forward_flops(cfg.model).pair() + forward_flops(o.reference).pair();
+    r.train_flop_per_pair += r.score_flop_per_pair * static_cast<double>(r.super_batch) / static_cast<double>(o.batch);
+  }
   r.device_name = "cpu";
 #if SIGLIP2_CONFIG_CUDA
   if (cuda) r.device_name = at::cuda::getCurrentDeviceProperties()->name;
@@ -127,7 +141,17 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   // the host and moves one micro-batch at a time, as the trainer does.
   const int64_t micro_batches = cfg.train.accumulation_steps;
   Batch batch = SyntheticBatches(cfg, 0, 1).next(0);
-  if (micro_batches == 1) {
+  Batch super_batch;  // ACID: what each step scores and selects `batch` from
+  std::unique_ptr<AcidSelection> acid;
+  if (o.acid) {
+    auto reference = std::make_shared<Siglip2ModelImpl>(o.reference);
+    reference->reset_parameters(static_cast<uint64_t>(cfg.train.seed) + 1);
+    acid = std::make_unique<AcidSelection>(cfg, reference, device, bf16, 0, 1, 1);
+    super_batch = std::move(batch);
+    if (micro_batches == 1) super_batch = to_device(std::move(super_batch), device);
+  }
+  if (o.acid) {
+  } else if (micro_batches == 1) {
     batch = to_device(std::move(batch), device);
   } else if (cuda) {  // host memory the copies need not wait for, as the loader's
     for (at::Tensor* t : {&batch.pixel_values, &batch.input_ids, &batch.local_views, &batch.bool_masked_pos})
@@ -148,6 +172,12 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     if (step == o.warmup) {
       r.tensor_base_mib = static_cast<double>(live_tensor_bytes(device)) / kMiB;
       reset_peak_tensor_memory(device);
+    }
+    double selection_ms = 0;
+    if (acid) {
+      batch = acid->select(*m.towers, super_batch, step).batch;
+      sync();
+      selection_ms = ms_since(t0);
     }
     const int64_t before_forward = live_tensor_bytes(device);
     at::Tensor loss;
@@ -173,13 +203,15 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     if (!std::isfinite(loss.item<double>()))
       throw Error("bench: the loss is not finite at step " + std::to_string(step));
     if (!timed) continue;
-    r.forward_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+    r.selection_ms += selection_ms;
+    r.forward_ms += std::chrono::duration<double, std::milli>(t1 - t0).count() - selection_ms;
     r.backward_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
     r.optimizer_ms += std::chrono::duration<double, std::milli>(t3 - t2).count();
     r.step_ms += ms_since(t0);
   }
   profile.reset();  // writes the trace
   const double n = static_cast<double>(o.steps);
+  r.selection_ms /= n;
   r.forward_ms /= n;
   r.backward_ms /= n;
   r.optimizer_ms /= n;

@@ -189,6 +189,22 @@ def synthetic_part(d):
           f"relative difference {worst:.1e} <= 1e-5), parameters after 6 steps (relative {rel:.1e} <= 1e-5, key "
           f"biases excluded)", rel <= 1e-5 and worst <= 1e-5 and len(two) == 6, r.stderr[-1500:])
 
+    # `siglip2 bench --objectives acid`: the step's FLOPs per selected pair are training's 3 forwards plus the
+    # learner's and the reference's forward on 1 / (1 - filter_ratio) scored pairs, by hand from model-info.
+    info = json.loads(run("model-info", "tiny").stdout)
+    f = info["forward_gflop_per_pair"]
+    for ratio, scored in ((0.5, 16), (0.75, 32)):
+        r = run("bench", "--preset", "tiny", "--objectives", "acid", "--batch", "8", "--steps", "1", "--warmup", "0",
+                "--set", "acid.chunks=2", "--set", f"acid.filter_ratio={ratio}")
+        res = json.loads(r.stdout.split("RESULT ", 1)[1]) if "RESULT " in r.stdout else {}
+        want = 3 * f + 2 * f * scored / 8
+        check(f"bench --objectives acid (filter ratio {ratio}): {res.get('acid_super_batch')} pairs scored, "
+              f"{res.get('train_gflop_per_pair')} GFLOP per selected pair (by hand {want:.6f})",
+              res.get("acid_super_batch") == scored and abs(res.get("train_gflop_per_pair", 0) - want) <= 1e-6 * want
+              and res.get("acid_selection_ms", 0) > 0 and "selection" in r.stdout, r.stdout[-1500:] + r.stderr[-500:])
+    r = run("bench", "--preset", "tiny", "--objectives", "acid,locca", "--batch", "8", "--steps", "1")
+    check("bench refuses ACID with the LocCa loss", r.returncode != 0 and "sigmoid loss only" in r.stderr, r.stderr)
+
     # Two ranks: each selects 4 of its 8 (per-rank selection); the metrics are averages over the ranks.
     cfg_w, out_w = config("syn_acid_w2")
     r = run("train", cfg_w, world=2)
