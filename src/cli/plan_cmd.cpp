@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -15,6 +16,9 @@
 #include "cli/validators.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "common/fs.hpp"
+#include "interop/checkpoint_dir.hpp"
+#include "interop/hf_import.hpp"
 #include "train/config.hpp"
 #include "train/memory_plan.hpp"
 
@@ -37,7 +41,28 @@ struct PlanArgs {
   double reserve_gib = 2;  // CUDA context, NCCL buffers, allocator fragmentation: not tensors the plan counts
   bool world_size_given = false;
   bool json = false;
+  std::string reference;  // the ACID stage's reference: a preset or config file ("" = acid.reference's own config)
 };
+
+// The shape of the ACID stage's reference: --reference (a preset or a config file), else the config of the
+// model acid.reference names (hf:DIR's config.json, a model or checkpoint directory's config.yaml, a run
+// directory's latest checkpoint), read without its weights.
+ModelConfig reference_shape(const RunConfig& cfg, const std::string& given) {
+  if (!given.empty()) return load_bundle_config_file(resolve_model_preset(given)).model;
+  std::string dir = cfg.acid.reference;
+  const bool hf = dir.rfind("hf:", 0) == 0;
+  if (hf) dir = dir.substr(3);
+  namespace fs = std::filesystem;
+  if (fs::exists(fs::path(dir) / "latest"))
+    dir = (fs::path(dir) / read_file((fs::path(dir) / "latest").string())).string();
+  while (!dir.empty() && std::isspace(static_cast<unsigned char>(dir.back()))) dir.pop_back();
+  if (fs::exists(fs::path(dir) / "config.yaml")) return load_bundle_config(dir).model;
+  if (fs::exists(fs::path(dir) / "config.json"))
+    return model_config_from_hf_json(read_file((fs::path(dir) / "config.json").string()), dir + "/config.json");
+  throw UsageError("acid.reference: " + cfg.acid.reference +
+                   " cannot be read here; give the reference's shape with --reference PRESET|CONFIG (e.g. "
+                   "so400m16_256)");
+}
 
 std::string checkpointing_name(const TrainConfig& t) {
   return t.activation_checkpointing == "every_n" ? "every_n:" + std::to_string(t.activation_checkpointing_every_n)
@@ -70,11 +95,13 @@ void run_plan(const PlanArgs& a) {
     if (config::load<RunConfig>(path, probe).model.vision.naflex) overrides = probe;
   }
   const RunConfig cfg = config::load<RunConfig>(path, overrides);
-  if (std::string why = cfg.train.check_world_size(a.world_size); !why.empty()) throw ConfigError(why);
+  if (std::string why = cfg.check_world_size(a.world_size); !why.empty()) throw ConfigError(why);
+  if (!a.reference.empty() && !cfg.acid.on()) throw UsageError("--reference: only for a config with acid.reference");
 
   PlanOptions o;
   o.world_size = a.world_size;
   o.bf16 = a.precision == "bf16";
+  if (cfg.acid.on()) o.reference = reference_shape(cfg, a.reference);
   const MemoryPlan p = plan_memory(cfg, o);
   if (a.reserve_gib >= a.device_gib)
     throw UsageError(
@@ -96,7 +123,9 @@ void run_plan(const PlanArgs& a) {
         {"micro_batch", p.micro_batch},
         {"activation_checkpointing", checkpointing_name(cfg.train)},
         {"shard_optimizer", cfg.train.shard_optimizer},
-        {"objectives", {{"locca", cfg.train.locca}, {"self_distillation", sd}}},
+        {"objectives", {{"locca", cfg.train.locca}, {"self_distillation", sd}, {"acid", cfg.acid.on()}}},
+        {"acid_super_batch_per_rank", cfg.acid.on() ? nlohmann::json(p.acid_super_batch) : nlohmann::json()},
+        {"acid_reference_parameters", cfg.acid.on() ? nlohmann::json(p.reference_params) : nlohmann::json()},
         {"parameters",
          {{"vision", p.vision_params},
           {"text", p.text_params},
@@ -112,6 +141,8 @@ void run_plan(const PlanArgs& a) {
           {"teacher", p.teacher},
           {"weight_cast", p.weight_cast},
           {"batch", p.batch},
+          {"acid_reference", p.reference},
+          {"acid_scoring", p.acid_scoring},
           {"activations", p.activations},
           {"activations_none", p.activations_none},
           {"activations_blocks", p.activations_blocks},
@@ -143,6 +174,10 @@ void run_plan(const PlanArgs& a) {
   std::cout << fmt::format("objectives: sigmoid{}{}{}\n", cfg.train.locca ? " + locca" : "",
                            sd ? " + self-distillation (the phase from 80%: the largest)" : "",
                            p.naflex_length > 0 ? " (NaFlex: no self-distillation)" : "");
+  if (cfg.acid.on())
+    std::cout << fmt::format(
+        "ACID: each rank scores {} pairs with the learner and a reference of {} parameters ({}) and trains on {}\n",
+        p.acid_super_batch, millions(p.reference_params), o.reference->name, p.batch_per_rank);
   if (p.naflex_length > 0)
     std::cout << fmt::format("NaFlex: planned at {} patches per image{}\n", p.naflex_length,
                              cfg.image.naflex_sequence_lengths.empty()
@@ -167,6 +202,10 @@ void run_plan(const PlanArgs& a) {
   if (p.teacher > 0) row("EMA teacher", p.teacher);
   if (p.weight_cast > 0) row("bf16 weight copies", p.weight_cast, "autocast, forward to backward");
   row("batch on the device", p.batch);
+  if (cfg.acid.on()) {
+    row("ACID reference (fp32)", p.reference, "read-only");
+    row("ACID scoring", p.acid_scoring, "embeddings and one chunk's rows and columns, before the forward");
+  }
   row("activations", p.activations,
       fmt::format("kept for backward; none {:.2f}, blocks {:.2f}", p.activations_none / kGiB,
                   p.activations_blocks / kGiB));
@@ -198,6 +237,9 @@ void add_plan_command(CLI::App& app) {
   auto* preset = cmd->add_option("--preset", args->preset, "a model preset instead (see 'siglip2 model-info --list')");
   preset->excludes(config);
   cmd->add_option("--set", args->overrides, "override a config key (repeatable)");
+  cmd->add_option("--reference", args->reference,
+                  "the ACID stage: the reference model's preset or config file (default: the config of the model "
+                  "acid.reference names)");
   cmd->add_option("--world-size", args->world_size, "ranks (GPUs) in the run (default 1)")
       ->check(positive)
       ->each([args](const std::string&) { args->world_size_given = true; });

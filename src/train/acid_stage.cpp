@@ -92,10 +92,14 @@ AcidSelection::AcidSelection(const RunConfig& config, std::shared_ptr<Siglip2Mod
   for (auto& p : reference_->parameters()) p.set_requires_grad(false);
 }
 
+int64_t acid_scoring_bytes(int64_t super, int64_t select, int64_t chunks, int64_t learner_width,
+                           int64_t reference_width) {
+  const int64_t chunk = (select + chunks - 1) / chunks;
+  return 4 * super * 2 * (learner_width + reference_width) + 4 * 2 * 2 * chunk * super;
+}
+
 int64_t AcidSelection::scoring_bytes(int64_t learner_width) const {
-  const int64_t reference_width = reference_->config.vision.hidden_size;
-  const int64_t chunk = (select_ + config_.acid.chunks - 1) / config_.acid.chunks;
-  return 4 * super_ * 2 * (learner_width + reference_width) + 4 * 2 * 2 * chunk * super_;
+  return acid_scoring_bytes(super_, select_, config_.acid.chunks, learner_width, reference_->config.vision.hidden_size);
 }
 
 AcidStepSelection AcidSelection::select(Siglip2ModelImpl& learner, const Batch& super_batch, int64_t step) const {

@@ -42,6 +42,13 @@ std::pair<at::Tensor, at::Tensor> pooled_embeddings(Siglip2ModelImpl& model, con
 // these and train.seed alone (data/rng.hpp's generator, the same on every platform).
 at::Tensor acid_uniforms(uint64_t seed, int64_t step, int64_t rank, int64_t chunk, int64_t n);
 
+// What scoring holds per rank beyond the models, in bytes: the four L2-normalised embedding matrices of the
+// `super` pairs (float32; the learner's and the reference's widths) and the learner's and the reference's row
+// and column blocks of one chunk of ceil(select / chunks) pairs (float32 [chunk, super] each); the
+// |SB| x |SB| matrix is never held (losses/acid.hpp).
+int64_t acid_scoring_bytes(int64_t super, int64_t select, int64_t chunks, int64_t learner_width,
+                           int64_t reference_width);
+
 struct AcidStepSelection {
   std::vector<int64_t> chosen;  // super-batch indices, in the order drawn
   Batch batch;                  // the selected examples (on the super-batch's device), in super-batch order
@@ -58,9 +65,7 @@ class AcidSelection {
   AcidSelection(const RunConfig& config, std::shared_ptr<Siglip2ModelImpl> reference, const c10::Device& device,
                 bool bf16, int rank, int world_size, int64_t sources);
   AcidStepSelection select(Siglip2ModelImpl& learner, const Batch& super_batch, int64_t step) const;
-  // What scoring holds per rank beyond the models: the four embedding matrices and the row and column
-  // blocks of one chunk (the |SB|² matrix is never held), in bytes, for a learner of embedding width
-  // `learner_width`.
+  // acid_scoring_bytes for this rank, for a learner of embedding width `learner_width`.
   int64_t scoring_bytes(int64_t learner_width) const;
   int64_t super_batch_per_rank() const { return super_; }
   int64_t batch_per_rank() const { return select_; }

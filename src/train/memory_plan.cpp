@@ -11,6 +11,7 @@
 #include "models/meta_shapes.hpp"
 #include "models/siglip2.hpp"
 #include "models/text_decoder.hpp"
+#include "train/acid_stage.hpp"
 
 namespace siglip2 {
 
@@ -293,7 +294,7 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
   if (o.batch_per_rank > 0) {
     plan.batch_per_rank = o.batch_per_rank;
   } else {
-    if (std::string why = c.train.check_world_size(o.world_size); !why.empty()) throw ConfigError(why);
+    if (std::string why = c.check_world_size(o.world_size); !why.empty()) throw ConfigError(why);
     plan.batch_per_rank = c.train.batch_size / o.world_size;
   }
   const int64_t k = c.train.accumulation_steps;
@@ -340,6 +341,15 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
   // The sigmoid loss: this rank's logits block against one rank's texts, its sigmoid and gradient.
   const double loss_bytes = 3 * kF32 * b * b;
 
+  const bool acid = c.acid.on() && o.reference.has_value();
+  if (acid) {
+    plan.acid_super_batch = c.acid.super_batch_size(plan.batch_per_rank);
+    plan.reference_params = count_parameters(*o.reference).total;
+    plan.reference = kF32 * static_cast<double>(plan.reference_params);
+    plan.acid_scoring = static_cast<double>(acid_scoring_bytes(
+        plan.acid_super_batch, plan.batch_per_rank, c.acid.chunks, v.hidden_size, o.reference->vision.hidden_size));
+  }
+
   const std::vector<Pass> passes = forward_passes(c, model, b, locca, sd, half);
   const double base = plan.persistent() + plan.weight_cast;
   const bool grads_live = k > 1;
@@ -351,8 +361,9 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
   plan.activations = now.kept;
   plan.activations_none = none.kept;
   plan.activations_blocks = blocks.kept;
-  const double end_of_step = plan.persistent() + plan.gradients;  // gradients complete, activations gone
-  auto total = [&](const Activations& a) { return std::max(base + grads_before + a.peak, end_of_step); };
+  const double end_of_step = plan.persistent() + plan.gradients;   // gradients complete, activations gone
+  const double selecting = plan.persistent() + plan.acid_scoring;  // ACID: before the step's forward
+  auto total = [&](const Activations& a) { return std::max({base + grads_before + a.peak, end_of_step, selecting}); };
   plan.peak = total(now);
   plan.peak_none = total(none);
   plan.peak_blocks = total(blocks);
@@ -406,8 +417,10 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
         br * checkpointed(v.num_hidden_layers) * (crops * block_flops(local_tokens, dv, mv) + block_flops(sv, dv, mv));
   }
   const double cache = k > 1 ? br * towers.pair() : 0.0;  // GradCache's forward without gradients
-  plan.flops_forward = grad_forward + teacher;
-  plan.flops_step = 3 * grad_forward + teacher + recompute + cache;
+  const double scoring =
+      acid ? static_cast<double>(plan.acid_super_batch) * (towers.pair() + forward_flops(*o.reference).pair()) : 0.0;
+  plan.flops_forward = grad_forward + teacher + scoring;
+  plan.flops_step = 3 * grad_forward + teacher + recompute + cache + scoring;
   return plan;
 }
 

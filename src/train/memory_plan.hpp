@@ -25,8 +25,11 @@
 //
 // FLOPs: 2 per multiply-add of the matrix products (forward_flops' convention), forward, backward (2x the
 // forward) and the recomputations: activation checkpointing runs each checkpointed block's forward again,
-// accumulation runs the towers' forward once more without gradients (GradCache).
+// accumulation runs the towers' forward once more without gradients (GradCache). The ACID stage adds the
+// learner's and the reference's forward on its super-batch (no gradients, chunks of a micro-batch: they keep
+// no activations, and the gradients of the step before are freed first).
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,8 @@ struct PlanOptions {
   bool bf16 = false;              // bf16 autocast with fp32 weights (the trainer's choice on GPUs)
   int64_t batch_per_rank = 0;     // 0: train.batch_size / world_size
   bool self_distillation = true;  // plan the self-distillation phase when train.self_distillation is on
+  // The ACID stage (acid.reference set): the reference model's shape; unset: the stage is not planned.
+  std::optional<ModelConfig> reference;
 };
 
 struct MemoryPlan {
@@ -50,13 +55,17 @@ struct MemoryPlan {
   int64_t naflex_length = 0;  // NaFlex: the planned sequence length (the most patches per batch); else 0
   // Bytes per rank.
   double weights = 0, gradients = 0, gradient_buckets = 0, optimizer = 0, teacher = 0, batch = 0;
-  double weight_cast = 0;                 // bf16 copies of the weights autocast keeps from forward to backward
+  double weight_cast = 0;  // bf16 copies of the weights autocast keeps from forward to backward
+  // The ACID stage: the reference's weights (fp32, kept), what scoring the super-batch holds
+  // (acid_scoring_bytes, while the selection runs, before the step's forward) and the pairs it scores.
+  double reference = 0, acid_scoring = 0;
+  int64_t reference_params = 0, acid_super_batch = 0;
   double activations = 0;                 // kept from the forward to the backward, with this config's checkpointing
   double activations_none = 0;            // the same without checkpointing
   double activations_blocks = 0;          // the same with every block checkpointed
   double peak = 0;                        // the largest total of live tensors over one step
   double peak_none = 0, peak_blocks = 0;  // the peak without / with every block checkpointed
-  double persistent() const { return weights + gradient_buckets + optimizer + teacher + batch; }
+  double persistent() const { return weights + gradient_buckets + optimizer + teacher + batch + reference; }
 
   // FLOPs per rank per step.
   double flops_forward = 0;  // one forward of everything that runs (towers, decoder, teacher, students, heads)

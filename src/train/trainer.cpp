@@ -184,7 +184,8 @@ class Trainer {
     Batch batch = source_->next(step);
     r.report.data_wait_s = seconds_since(t_wait);
     NamedTensors selection_metrics;
-    if (acid_) {  // this rank's super-batch: train on what the learner and the reference select
+    optimizer_->zero_grad();  // the gradients of the step before are freed before the selection's forwards
+    if (acid_) {              // this rank's super-batch: train on what the learner and the reference select
       AcidStepSelection s = acid_->select(*m_.towers, batch, step);
       batch = std::move(s.batch);
       selection_metrics = std::move(s.metrics);
@@ -192,7 +193,6 @@ class Trainer {
     if (!accumulate) batch = to_device(std::move(batch), dev_.device);  // else one micro-batch at a time
     // Every rank's batch has this size (NaFlex's half-size batches are half size on every rank).
     r.report.examples = batch.pixel_values.size(0) * env_.world_size;
-    optimizer_->zero_grad();
     const int64_t since = step - progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
     // Accumulation runs backward as it goes (the checks below then only decide whether the step is
     // applied); without it, the checks come before the one backward.

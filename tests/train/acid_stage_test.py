@@ -202,6 +202,18 @@ def synthetic_part(d):
               f"{res.get('train_gflop_per_pair')} GFLOP per selected pair (by hand {want:.6f})",
               res.get("acid_super_batch") == scored and abs(res.get("train_gflop_per_pair", 0) - want) <= 1e-6 * want
               and res.get("acid_selection_ms", 0) > 0 and "selection" in r.stdout, r.stdout[-1500:] + r.stderr[-500:])
+    # `siglip2 plan` on an ACID config: the reference's fp32 weights, and the scoring forwards in the FLOPs.
+    plans = {}
+    for name, extra in (("acid", ["--reference", "tiny"]), ("plain", ["--set", "acid.reference=''"])):
+        r = run("plan", cfg, "--json", "--precision", "fp32", *extra)
+        plans[name] = json.loads(r.stdout) if r.returncode == 0 else {}
+    a, b = plans["acid"], plans["plain"]
+    ok = bool(a and b)
+    extra_flops = a["flops_forward"] - b["flops_forward"] if ok else 0
+    check(f"plan counts the reference ({a.get('bytes', {}).get('acid_reference')} bytes = 4 x {info['total']}) and "
+          f"the scoring forwards ({extra_flops / 1e9:.6f} GFLOP = 16 pairs x 2 x {f})",
+          ok and a["bytes"]["acid_reference"] == 4 * info["total"] and a["acid_super_batch_per_rank"] == 16
+          and abs(extra_flops / 1e9 - 16 * 2 * f) <= 1e-6 * extra_flops / 1e9, (a, b))
     r = run("bench", "--preset", "tiny", "--objectives", "acid,locca", "--batch", "8", "--steps", "1")
     check("bench refuses ACID with the LocCa loss", r.returncode != 0 and "sigmoid loss only" in r.stderr, r.stderr)
 
