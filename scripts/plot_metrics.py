@@ -26,6 +26,7 @@ GROUPS = [
      lambda k: k in ("pairs_per_s", "data_wait", "mfu") or k.endswith("_per_s") or "wait" in k),
     ("evaluation", "evaluation",
      lambda k: k.startswith(("zero_shot", "retrieval", "eval_", "val_", "linear_probe"))),
+    ("acid", "ACID selection (learnability, share per source)", lambda k: k.startswith("acid_")),
     ("other", "other metrics", lambda k: True),
 ]
 # Panels in this order within a group; other keys follow in the order they first appear.

@@ -65,6 +65,9 @@ CONFIG_FILES = {
                                "  warmup_steps: 20\n"),
     "config-misspelt-required-section": ("trian.yaml", "trian:\n  total_steps: 10\n"),
     "config-trainer-sets-key": ("per_rank.yaml", "base: base.yaml\ndata:\n  batch_size: 8\n"),
+    "config-acid-sigmoid-only": ("acid.yaml", "base: base.yaml\nacid:\n  reference: ref\n"),
+    "config-acid-reference-missing": ("acid_missing.yaml", "base: base.yaml\ntrain:\n  locca: false\n"
+                                      "  self_distillation: false\nacid:\n  reference: nowhere\n"),
     "config-image-not-model": ("naflex_image.yaml", "base: base.yaml\nimage:\n  naflex: true\n"),
     "config-every-n-unused": ("every3.yaml", "base: base.yaml\ntrain:\n  activation_checkpointing: blocks\n"
                               "  activation_checkpointing_every_n: 3\n"),
