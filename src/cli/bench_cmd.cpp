@@ -39,14 +39,16 @@ struct BenchArgs {
 // The table, then `RESULT {json}` (the line bench/compare.sh reads).
 void print_bench_result(const BenchArgs& a, const std::string& name, const RunConfig& cfg, const BenchResult& r) {
   const int threads = at::get_num_threads();
-  std::cout << fmt::format("model {} ({}), batch {}, {} timed steps after {} warm-up, {} {}, {} CPU thread(s)\n", name,
-                           cfg.model.name, r.batch, r.steps, a.o.warmup, r.device_name, a.o.precision, threads);
+  std::cout << fmt::format("model {} ({}), batch {}{}, {} timed steps after {} warm-up, {} {}, {} CPU thread(s)\n",
+                           name, cfg.model.name, r.batch,
+                           r.world_size > 1 ? fmt::format(" per rank on {} ranks", r.world_size) : "", r.steps,
+                           a.o.warmup, r.device_name, a.o.precision, threads);
   std::cout << fmt::format("objectives: sigmoid{}{}{}\n", a.o.locca ? " + locca" : "",
                            a.o.self_distillation ? " + self-distillation" : "",
                            a.o.acid ? fmt::format(" on the pairs ACID selects from {} (reference {}, {} chunks)",
                                                   r.super_batch, a.o.reference.name, cfg.acid.chunks)
                                     : "");
-  std::cout << fmt::format("  pairs/s        {:10.2f}\n", r.pairs_per_s);
+  std::cout << fmt::format("  pairs/s        {:10.2f}{}\n", r.pairs_per_s, r.world_size > 1 ? " (all ranks)" : "");
   std::cout << fmt::format("  step           {:10.2f} ms\n", r.step_ms);
   if (a.o.acid)
     std::cout << fmt::format(
@@ -62,7 +64,16 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
     std::cout << fmt::format("    backward     {:10.2f} ms\n", r.backward_ms);
   }
   std::cout << fmt::format("    optimizer    {:10.2f} ms\n", r.optimizer_ms);
-  std::cout << fmt::format("    comm         {:10.2f} ms (single process)\n", r.comm_ms);
+  if (r.world_size > 1)
+    std::cout << fmt::format("    comm         {:10.2f} ms (gradient reductions still running after the backward{})\n",
+                             r.comm_ms, micro_batches > 1 ? "; accumulated: inside fwd + bwd" : "");
+  else
+    std::cout << fmt::format("    comm         {:10.2f} ms (single process)\n", r.comm_ms);
+  std::cout << fmt::format(
+      "  optimizer state{:10.1f} MiB per rank (Adam moments; {})\n", r.optimizer_state_mib,
+      a.o.shard_optimizer && r.world_size > 1
+          ? fmt::format("sharded over {} ranks, whole {:.1f} MiB", r.world_size, r.optimizer_whole_mib)
+          : "whole");
   std::cout << fmt::format("  peak memory    {:10.1f} MiB{}\n", r.peak_mem_mib,
                            a.o.device == "cuda" ? " (allocated)" : " (resident, whole process)");
   std::cout << fmt::format(
@@ -101,6 +112,10 @@ void print_bench_result(const BenchArgs& a, const std::string& name, const RunCo
                       {"backward_ms", micro_batches > 1 ? nlohmann::json() : nlohmann::json(r.backward_ms)},
                       {"optimizer_ms", r.optimizer_ms},
                       {"comm_ms", r.comm_ms},
+                      {"world_size", r.world_size},
+                      {"shard_optimizer", a.o.shard_optimizer && r.world_size > 1},
+                      {"optimizer_state_mib", r.optimizer_state_mib},
+                      {"optimizer_whole_mib", r.optimizer_whole_mib},
                       {"peak_mem_mib", r.peak_mem_mib},
                       {"tensor_base_mib", r.tensor_base_mib},
                       {"tensor_peak_mib", r.tensor_peak_mib},
@@ -152,7 +167,7 @@ void run_bench(BenchArgs& a) {
     a.o.reference = a.reference.empty() ? cfg.model : load_bundle_config_file(resolve_model_preset(a.reference)).model;
 
   BenchResult r = run_training_benchmark(cfg, a.o);
-  print_bench_result(a, name, cfg, r);
+  if (r.rank == 0) print_bench_result(a, name, cfg, r);  // under a launcher: one report
 }
 
 }  // namespace
@@ -182,6 +197,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--accumulation-steps", args->accumulation_steps,
                   "micro-batches per step (sets train.accumulation_steps; GradCache, every negative kept)")
       ->check(positive);
+  cmd->add_flag("--shard-optimizer", args->o.shard_optimizer,
+                "under torchrun or srun: shard the Adam moments over the ranks (ZeRO-1, train.shard_optimizer) and "
+                "report each rank's share");
   cmd->add_option("--threads", args->threads, "intra-op CPU threads (0: LibTorch's default)")->check(non_negative);
   cmd->add_option("--peak-tflops", args->peak_tflops,
                   "device peak for MFU in TFLOP/s (default: from the GPU's name; none on CPU)")

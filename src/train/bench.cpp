@@ -16,6 +16,8 @@
 #include "siglip2/build_config.hpp"
 #include "train/acid_stage.hpp"
 #include "train/batch.hpp"
+#include "train/distributed.hpp"
+#include "train/grad_sync.hpp"
 #include "train/model.hpp"
 #include "train/optimizer.hpp"
 #include "train/step.hpp"
@@ -98,8 +100,11 @@ std::string cuda_device_name(int index) {
 
 BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o) {
   RunConfig cfg = base;
-  cfg.train.batch_size = o.batch;
-  if (std::string why = cfg.train.check_world_size(1); !why.empty())
+  const DistEnv env = dist_env_from_environment();
+  const auto world = static_cast<int64_t>(env.world_size);
+  cfg.train.batch_size = o.batch * world;  // --batch is per rank
+  cfg.train.shard_optimizer = o.shard_optimizer;
+  if (std::string why = cfg.train.check_world_size(world); !why.empty())
     throw UsageError("--batch " + std::to_string(o.batch) + " and --accumulation-steps: " + why);
   cfg.train.total_steps = o.warmup + o.steps;
   cfg.train.locca = o.locca;
@@ -109,14 +114,20 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
       throw UsageError("--objectives acid: the ACID stage trains the sigmoid loss only");
     cfg.acid.reference = "(benchmark)";
     if (std::string why = cfg.check(); !why.empty()) throw UsageError(why);
-    if (std::string why = cfg.check_world_size(1); !why.empty()) throw UsageError(why);
+    if (std::string why = cfg.check_world_size(world); !why.empty()) throw UsageError(why);
   }
   const bool cuda = o.device == "cuda";
   if (cuda && !torch::cuda::is_available()) throw UsageError("--device cuda: CUDA is not available");
   const c10::Device device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   const bool bf16 = o.precision == "bf16";
 
+  // Before any model: a rank that cannot join says so at once.
+  std::shared_ptr<ProcessGroup> pg;
+  if (world > 1) pg = training_process_group(env, cfg.dist.backend, cfg.dist.timeout_s, device);
+
   BenchResult r;
+  r.rank = env.rank;
+  r.world_size = env.world_size;
   r.batch = o.batch;
   r.steps = o.steps;
   r.train_flop_per_pair = 3 * forward_flops(cfg.model).pair();
@@ -134,19 +145,21 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   if (!cuda) cpu_memory::install();  // before the model, so that every tensor of the run is counted
   TrainingModel m = build_training_model(cfg, o.locca, static_cast<uint64_t>(cfg.train.seed), device);
   if (o.self_distillation) m.start_self_distillation(cfg, static_cast<uint64_t>(cfg.train.seed));
-  AdamOptimizer optimizer(cfg.optimizer, m.parameters());
+  AdamOptimizer optimizer(cfg.optimizer, m.parameters(), pg && o.shard_optimizer);
   for (const auto& [name, t] : m.parameters()) r.parameters += t.numel();
+  for (const auto& t : optimizer.parameter_tensors()) r.optimizer_whole_mib += 2.0 * 4.0 * t.numel() / kMiB;
+  std::unique_ptr<GradientSync> grad_sync = make_data_parallel(pg.get(), optimizer, o.shard_optimizer);
 
   // One batch, drawn once and reused, so the timing holds no data generation. Accumulation keeps it on
   // the host and moves one micro-batch at a time, as the trainer does.
   const int64_t micro_batches = cfg.train.accumulation_steps;
-  Batch batch = SyntheticBatches(cfg, 0, 1).next(0);
+  Batch batch = SyntheticBatches(cfg, env.rank, env.world_size).next(0);
   Batch super_batch;  // ACID: what each step scores and selects `batch` from
   std::unique_ptr<AcidSelection> acid;
   if (o.acid) {
     auto reference = std::make_shared<Siglip2ModelImpl>(o.reference);
     reference->reset_parameters(static_cast<uint64_t>(cfg.train.seed) + 1);
-    acid = std::make_unique<AcidSelection>(cfg, reference, device, bf16, 0, 1, 1);
+    acid = std::make_unique<AcidSelection>(cfg, reference, device, bf16, env.rank, env.world_size, 1);
     super_batch = std::move(batch);
     if (micro_batches == 1) super_batch = to_device(std::move(super_batch), device);
   }
@@ -182,10 +195,10 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     const int64_t before_forward = live_tensor_bytes(device);
     at::Tensor loss;
     if (micro_batches > 1) {  // forward and backward interleaved: all of it counts as forward
-      loss =
-          accumulate_gradients(m.step_modules(), batch, micro_batches, cfg, step, bf16, device, nullptr, nullptr).total;
+      loss = accumulate_gradients(m.step_modules(), batch, micro_batches, cfg, step, bf16, device, pg.get(), grad_sync.get())
+                 .total;
     } else {
-      loss = training_losses(m.step_modules(), batch, cfg, step, bf16, nullptr).total;
+      loss = training_losses(m.step_modules(), batch, cfg, step, bf16, pg.get()).total;
     }
     sync();
     const auto t1 = Clock::now();
@@ -194,6 +207,11 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
           std::max(r.activation_mib, static_cast<double>(live_tensor_bytes(device) - before_forward) / kMiB);
     if (micro_batches == 1) loss.backward();
     sync();
+    // The reductions still running after the backward (the last buckets; accumulate_gradients waits itself).
+    const auto t_comm = Clock::now();
+    if (grad_sync && micro_batches == 1) grad_sync->finish();
+    sync();
+    const double comm_ms = ms_since(t_comm);
     const auto t2 = Clock::now();
     optimizer.step(1.0);
     if (m.teacher)
@@ -205,8 +223,9 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     if (!timed) continue;
     r.selection_ms += selection_ms;
     r.forward_ms += std::chrono::duration<double, std::milli>(t1 - t0).count() - selection_ms;
-    r.backward_ms += std::chrono::duration<double, std::milli>(t2 - t1).count();
+    r.backward_ms += std::chrono::duration<double, std::milli>(t2 - t1).count() - comm_ms;
     r.optimizer_ms += std::chrono::duration<double, std::milli>(t3 - t2).count();
+    r.comm_ms += comm_ms;
     r.step_ms += ms_since(t0);
   }
   profile.reset();  // writes the trace
@@ -215,8 +234,10 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   r.forward_ms /= n;
   r.backward_ms /= n;
   r.optimizer_ms /= n;
+  r.comm_ms /= n;
   r.step_ms /= n;
-  r.pairs_per_s = static_cast<double>(o.batch) / (r.step_ms / 1000.0);
+  r.pairs_per_s = static_cast<double>(o.batch * world) / (r.step_ms / 1000.0);  // every rank's pairs
+  r.optimizer_state_mib = static_cast<double>(optimizer.state_bytes()) / kMiB;
   r.tensor_peak_mib = peak_tensor_mib(device);
   r.peak_mem_mib = cuda ? r.tensor_peak_mib : cpu_peak_rss_mib();
   return r;

@@ -23,11 +23,18 @@ struct BenchOptions {
   // the cost does not depend on the weights), selects `batch` and trains on them. Sigmoid loss only.
   bool acid = false;
   ModelConfig reference;
+  // Under torchrun or SLURM (W > 1 processes, Gloo on CPUs, NCCL on GPUs): `batch` pairs per rank, gradients
+  // averaged over the ranks after each backward (timed as comm), and with `shard_optimizer` the Adam moments
+  // sharded (ZeRO-1) as train.shard_optimizer does.
+  bool shard_optimizer = false;
 };
 
 struct BenchResult {
   std::string device_name;
-  int64_t batch = 0, steps = 0;
+  int rank = 0, world_size = 1;    // only rank 0 reports
+  int64_t batch = 0, steps = 0;    // batch: pairs per rank
+  double optimizer_state_mib = 0;  // Adam moments this rank holds after the timed steps (rank 0's)
+  double optimizer_whole_mib = 0;  // the same unsharded: two fp32 moments per trained parameter
   double step_ms = 0, forward_ms = 0, backward_ms = 0, optimizer_ms = 0, comm_ms = 0;
   double selection_ms = 0;         // ACID: scoring the super-batch with both models and sampling (in step_ms)
   int64_t super_batch = 0;         // ACID: pairs scored per step

@@ -380,6 +380,16 @@ def digits_part(d):
           f"(max difference {diff})", ok and diff == 0.0 and "at step 4" in r3.stderr,
           (r1.stderr + r2.stderr + r3.stderr)[-2000:])
 
+    # The reference as a Hugging Face directory (hf:DIR, as a released google/siglip2-* is given): its tokenizer
+    # is read from the export and accepted, and the stage is the same as with the run directory, bit for bit.
+    ref_hf = os.path.join(d, "reference_hf")
+    r = run("export", latest(ref_out), "--format", "hf", "--out", ref_hf)
+    cfg_h, out_h = acid_config("acid_short_hf", [clean, noisy], "hf:" + ref_hf)
+    r2 = run("train", cfg_h, *short) if r.returncode == 0 else r
+    diff = max_diff(params(out), params(out_h)) if r2.returncode == 0 else None
+    check(f"a reference given as hf:DIR (its export) selects and trains as the run directory does, bit for bit "
+          f"(max difference {diff})", diff == 0.0, (r.stderr + r2.stderr)[-1500:])
+
     # The reference reads the run's token ids: another tokenizer is refused before training.
     r = run("train", cfg, *short, "--set", "tokenizer.length=12", "--set", f"train.out_dir={d}/bad_tok")
     last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""

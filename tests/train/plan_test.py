@@ -5,10 +5,12 @@ For each small shape (B/16 widths with fewer blocks, a smaller image and vocabul
 second or two) the planned peak of live tensors must be within 15% of the tensor peak the benchmark measures,
 with and without activation checkpointing, with the LocCa decoder, self-distillation, accumulation and a
 NaFlex tower, and the trained-parameter count must equal that of the model bench builds. Then: sharding
-divides the optimizer state by the world size exactly, and the largest micro-batch is the last that fits.
+divides the optimizer state by the world size exactly (planned, and measured by `bench --shard-optimizer` on
+2 and 3 Gloo ranks), and the largest micro-batch is the last that fits.
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -81,6 +83,33 @@ def main():
     one = plan(args, "l16_256", ["--world-size", "1"])["bytes"]
     if one["gradient_buckets"] != 0 or whole["gradient_buckets"] != whole["gradients"]:
         failures.append("gradient buckets: none on one rank, one flat copy of the gradients on several")
+
+    # Measured: `siglip2 bench --shard-optimizer` under torchrun (Gloo) prints each rank's Adam moments: 1/W of
+    # the whole (up to the padding of each gradient bucket to a multiple of W), as plan says.
+    for world in (2, 3):
+        for shard in (True, False):
+            env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+                   "--no-python", args.bin, "bench", "--preset", "tiny", "--batch", "4", "--steps", "1", "--warmup",
+                   "0"] + (["--shard-optimizer"] if shard else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+            lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+            if out.returncode != 0 or len(lines) != 1:
+                failures.append(f"bench on {world} ranks: exit {out.returncode}, {len(lines)} RESULT lines: "
+                                f"{out.stderr[-600:]}")
+                continue
+            r = json.loads(lines[0][7:])
+            planned = plan(args, "tiny", ["--world-size", str(world), "--set", "train.locca=false", "--set",
+                                          "train.self_distillation=false", "--batch", str(4 * world)]
+                           + (["--shard-optimizer"] if shard else []))["bytes"]["optimizer"] / MIB
+            want = r["optimizer_whole_mib"] / (world if shard else 1)
+            print(f"tiny on {world} ranks, {'sharded' if shard else 'whole'}: rank 0 holds "
+                  f"{r['optimizer_state_mib']:.4f} MiB of Adam moments (whole {r['optimizer_whole_mib']:.4f}, "
+                  f"planned {planned:.4f})")
+            if not (abs(r["optimizer_state_mib"] - want) <= 0.01 * want and abs(planned - want) <= 1e-9 + 1e-6 * want
+                    and r["world_size"] == world):
+                failures.append(f"bench on {world} ranks ({'sharded' if shard else 'whole'}): "
+                                f"{r['optimizer_state_mib']} MiB measured, {want} expected, {planned} planned")
 
     # The largest micro-batch fits, one more does not (80 GiB, blocks, So400m with every objective).
     base = ["--world-size", "8", "--device-memory", "80", "--reserve", "0"]
