@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/model_source.hpp"
 #include "cli/presets.hpp"
 #include "cli/validators.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
-#include "interop/checkpoint_dir.hpp"
 #include "models/siglip2.hpp"
 #include "train/bench.hpp"
 #include "train/config.hpp"
@@ -161,10 +161,13 @@ void run_bench(BenchArgs& a) {
   if (a.accumulation_steps > 0) cfg.train.accumulation_steps = a.accumulation_steps;  // checked with --batch
   if (a.o.self_distillation && cfg.model.vision.naflex)
     throw UsageError("--objectives self_distillation: needs a fixed-resolution model");
+  if (a.o.acid && (a.o.locca || a.o.self_distillation))
+    throw UsageError("--objectives acid: the ACID stage trains the sigmoid loss only (no locca, self_distillation)");
+  if (a.o.acid && cfg.model.vision.naflex)
+    throw UsageError("--objectives acid: needs a fixed-resolution model (SigLIP 2's ACID stage: B/16 and B/32)");
   const std::string name = a.preset.empty() ? cfg.model.name : a.preset;
   if (!a.reference.empty() && !a.o.acid) throw UsageError("--reference: only with --objectives acid");
-  if (a.o.acid)
-    a.o.reference = a.reference.empty() ? cfg.model : load_bundle_config_file(resolve_model_preset(a.reference)).model;
+  if (a.o.acid) a.o.reference = a.reference.empty() ? cfg.model : acid_reference_shape("--reference", a.reference);
 
   BenchResult r = run_training_benchmark(cfg, a.o);
   if (r.rank == 0) print_bench_result(a, name, cfg, r);  // under a launcher: one report

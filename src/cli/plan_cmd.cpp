@@ -4,7 +4,6 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -12,13 +11,11 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/model_source.hpp"
 #include "cli/presets.hpp"
 #include "cli/validators.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
-#include "common/fs.hpp"
-#include "interop/checkpoint_dir.hpp"
-#include "interop/hf_import.hpp"
 #include "train/config.hpp"
 #include "train/memory_plan.hpp"
 
@@ -43,26 +40,6 @@ struct PlanArgs {
   bool json = false;
   std::string reference;  // the ACID stage's reference: a preset or config file ("" = acid.reference's own config)
 };
-
-// The shape of the ACID stage's reference: --reference (a preset or a config file), else the config of the
-// model acid.reference names (hf:DIR's config.json, a model or checkpoint directory's config.yaml, a run
-// directory's latest checkpoint), read without its weights.
-ModelConfig reference_shape(const RunConfig& cfg, const std::string& given) {
-  if (!given.empty()) return load_bundle_config_file(resolve_model_preset(given)).model;
-  std::string dir = cfg.acid.reference;
-  const bool hf = dir.rfind("hf:", 0) == 0;
-  if (hf) dir = dir.substr(3);
-  namespace fs = std::filesystem;
-  if (fs::exists(fs::path(dir) / "latest"))
-    dir = (fs::path(dir) / read_file((fs::path(dir) / "latest").string())).string();
-  while (!dir.empty() && std::isspace(static_cast<unsigned char>(dir.back()))) dir.pop_back();
-  if (fs::exists(fs::path(dir) / "config.yaml")) return load_bundle_config(dir).model;
-  if (fs::exists(fs::path(dir) / "config.json"))
-    return model_config_from_hf_json(read_file((fs::path(dir) / "config.json").string()), dir + "/config.json");
-  throw UsageError("acid.reference: " + cfg.acid.reference +
-                   " cannot be read here; give the reference's shape with --reference PRESET|CONFIG (e.g. "
-                   "so400m16_256)");
-}
 
 std::string checkpointing_name(const TrainConfig& t) {
   return t.activation_checkpointing == "every_n" ? "every_n:" + std::to_string(t.activation_checkpointing_every_n)
@@ -101,7 +78,19 @@ void run_plan(const PlanArgs& a) {
   PlanOptions o;
   o.world_size = a.world_size;
   o.bf16 = a.precision == "bf16";
-  if (cfg.acid.on()) o.reference = reference_shape(cfg, a.reference);
+  if (cfg.acid.on()) {  // --reference, else the config of the model acid.reference names (no weights read)
+    if (!a.reference.empty()) {
+      o.reference = acid_reference_shape("--reference", a.reference);
+    } else {
+      try {
+        o.reference = model_source_shape("acid.reference", cfg.acid.reference);
+      } catch (const ConfigError& e) {
+        throw UsageError(std::string(e.what()) +
+                         "; or give the reference's shape with --reference PRESET|CONFIG (e.g. so400m16_256)");
+      }
+      check_acid_reference_shape("acid.reference: " + cfg.acid.reference, *o.reference);
+    }
+  }
   const MemoryPlan p = plan_memory(cfg, o);
   if (a.reserve_gib >= a.device_gib)
     throw UsageError(

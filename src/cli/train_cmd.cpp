@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/model_source.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -19,28 +20,12 @@ namespace siglip2::cli {
 
 namespace {
 
-// A model named by a config key: hf:DIR (a Hugging Face directory), a model directory, a checkpoint, or a
-// run directory (its latest checkpoint). Throws ConfigError naming the key.
-ModelBundle load_model_source(const std::string& key, std::string dir) {
-  const bool hf = dir.rfind("hf:", 0) == 0;
-  if (hf) dir = dir.substr(3);
-  if (!std::filesystem::is_directory(dir)) throw ConfigError(key + ": " + dir + " is not a directory");
-  if (hf && !is_hf_dir(dir)) throw ConfigError(key + ": " + dir + " has no Hugging Face config.json");
-  if (std::filesystem::exists(std::filesystem::path(dir) / "latest")) {
-    auto ck = load_latest_checkpoint(dir);
-    if (!ck) throw ConfigError(key + ": " + dir + " has no readable checkpoint");
-    dir = ck->path;
-  }
-  return load_any_model(dir);
-}
-
 // The reference model scores the run's own inputs: the run's pixels (resized to the reference's image size
 // when it differs) and the run's token ids, so the two must tokenise alike.
 void check_acid_reference(const RunConfig& cfg, const ModelBundle& ref) {
   const std::string what = "acid.reference: " + ref.source;
   const ModelConfig& m = ref.config.model;
-  if (m.vision.naflex)
-    throw ConfigError(what + " has a NaFlex vision tower; the reference scores fixed-resolution pixels");
+  check_acid_reference_shape(what, m);
   if (cfg.train.data == "synthetic") {  // random token ids below the run's vocabulary, as long as its positions
     if (m.text.vocab_size < cfg.model.text.vocab_size ||
         m.text.max_position_embeddings != cfg.model.text.max_position_embeddings)

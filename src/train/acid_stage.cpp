@@ -1,16 +1,18 @@
 #include "train/acid_stage.hpp"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <stdexcept>
 
 #include "common/error.hpp"
+#include "common/logging.hpp"
 #include "data/rng.hpp"
 #include "losses/acid.hpp"
 #include "models/siglip2.hpp"
-#include "train/autocast.hpp"
 #include "train/batch.hpp"
+#include "train/step.hpp"
 
 namespace siglip2 {
 
@@ -19,7 +21,9 @@ namespace {
 constexpr uint64_t kAcidTag = 0xAC1D;
 
 at::Tensor rows_of(const at::Tensor& t, const at::Tensor& idx) {
-  return t.defined() ? t.index_select(0, idx.to(t.device())) : t;
+  if (!t.defined()) return t;
+  at::Tensor out = t.index_select(0, idx.to(t.device()));
+  return t.is_pinned() ? out.pin_memory() : out;  // host-to-device copies of the selection stay asynchronous
 }
 
 }  // namespace
@@ -49,31 +53,6 @@ Batch select_examples(const Batch& batch, const std::vector<int64_t>& idx) {
   return out;
 }
 
-std::pair<at::Tensor, at::Tensor> pooled_embeddings(Siglip2ModelImpl& model, const Batch& batch, int64_t chunk,
-                                                    bool bf16, const c10::Device& device, int64_t image_size) {
-  torch::NoGradGuard no_grad;
-  std::vector<Batch> parts;
-  const int64_t n = batch.pixel_values.size(0);
-  for (const Batch& part : split_batch(batch, (n + chunk - 1) / chunk)) parts.push_back(part);
-  std::vector<at::Tensor> images, texts;
-  for (const Batch& part : parts) {
-    Batch in;  // the towers' inputs only
-    in.pixel_values = part.pixel_values;
-    in.pixel_attention_mask = part.pixel_attention_mask;
-    in.spatial_shapes = part.spatial_shapes;
-    in.input_ids = part.input_ids;
-    in = to_device(std::move(in), device);
-    if (image_size > 0 && !in.spatial_shapes.defined() && in.pixel_values.size(-1) != image_size)
-      in.pixel_values = at::_upsample_bilinear2d_aa(in.pixel_values, {image_size, image_size},
-                                                    /*align_corners=*/false);
-    AutocastScope autocast(bf16, device.type());
-    images.push_back(
-        model.encode_image({in.pixel_values, in.pixel_attention_mask, in.spatial_shapes}).pooler_output.to(at::kFloat));
-    texts.push_back(model.encode_text(in.input_ids).pooler_output.to(at::kFloat));
-  }
-  return {l2_normalize(at::cat(images)), l2_normalize(at::cat(texts))};
-}
-
 AcidSelection::AcidSelection(const RunConfig& config, std::shared_ptr<Siglip2ModelImpl> reference,
                              const c10::Device& device, bool bf16, int rank, int world_size, int64_t sources)
     : config_(config),
@@ -98,6 +77,11 @@ int64_t acid_scoring_bytes(int64_t super, int64_t select, int64_t chunks, int64_
   return 4 * super * 2 * (learner_width + reference_width) + 4 * 2 * 2 * chunk * super;
 }
 
+double AcidSelection::scoring_flop_per_pair() const {
+  return static_cast<double>(super_) / static_cast<double>(select_) *
+         (forward_flops(config_.model).pair() + forward_flops(reference_->config).pair());
+}
+
 int64_t AcidSelection::scoring_bytes(int64_t learner_width) const {
   return acid_scoring_bytes(super_, select_, config_.acid.chunks, learner_width, reference_->config.vision.hidden_size);
 }
@@ -105,12 +89,24 @@ int64_t AcidSelection::scoring_bytes(int64_t learner_width) const {
 AcidStepSelection AcidSelection::select(Siglip2ModelImpl& learner, const Batch& super_batch, int64_t step) const {
   torch::NoGradGuard no_grad;
   const int64_t n = super_batch.pixel_values.size(0);
-  const int64_t take = std::min(select_, n);
-  const int64_t image_size = reference_->config.vision.image_size;
-  auto [li, lt] = pooled_embeddings(learner, super_batch, chunk_examples_, bf16_, device_);
-  auto [ri, rt] = pooled_embeddings(*reference_, super_batch, chunk_examples_, bf16_, device_, image_size);
-  const Learnability s{{li, lt, learner.logit_scale.detach(), learner.logit_bias.detach()},
-                       {ri, rt, reference_->logit_scale.detach(), reference_->logit_bias.detach()}};
+  if (n < select_)
+    throw Error(
+        fmt::format("the training data ran out at step {}: an ACID super-batch of {} pairs on rank {}, fewer "
+                    "than the {} to select (data.epochs is finite)",
+                    step, n, rank_, select_));
+  if (n < super_)
+    log_warn(
+        fmt::format("step {}: the data gave {} of the super-batch's {} pairs on rank {} (the end of finite "
+                    "data); {} of them are selected",
+                    step, n, super_, rank_, select_));
+  const int64_t take = select_;
+  const auto embeddings =
+      pooled_embeddings({{&learner, 0}, {reference_.get(), reference_->config.vision.image_size}},
+                        split_batch(super_batch, (n + chunk_examples_ - 1) / chunk_examples_), bf16_, device_);
+  const Learnability s{{l2_normalize(embeddings[0].first), l2_normalize(embeddings[0].second),
+                        learner.logit_scale.detach(), learner.logit_bias.detach()},
+                       {l2_normalize(embeddings[1].first), l2_normalize(embeddings[1].second),
+                        reference_->logit_scale.detach(), reference_->logit_bias.detach()}};
   const auto seed = static_cast<uint64_t>(config_.train.seed);
   auto uniform = [&](int64_t chunk, int64_t size) { return acid_uniforms(seed, step, rank_, chunk, size); };
   JointSelection sel = jest_joint_sample(s, take, std::min(config_.acid.chunks, take), uniform);

@@ -32,12 +32,6 @@ struct Siglip2ModelImpl;
 // ACID stage's batches: the LocCa targets and self-distillation views, which it does not use, must be absent.
 Batch select_examples(const Batch& batch, const std::vector<int64_t>& idx);
 
-// A model's L2-normalised pooled embeddings of `batch`, float32 [n, E] each (image, text), computed without
-// gradients `chunk` examples at a time on `device` (under bf16 autocast when `bf16`). `image_size` > 0 and
-// different from the batch's: the pixels are first resized to it (bilinear, antialiased).
-std::pair<at::Tensor, at::Tensor> pooled_embeddings(Siglip2ModelImpl& model, const Batch& batch, int64_t chunk,
-                                                    bool bf16, const c10::Device& device, int64_t image_size = 0);
-
 // The uniforms in (0, 1) of JEST's chunk `chunk` at step `step` on rank `rank` (float64 [n]): a function of
 // these and train.seed alone (data/rng.hpp's generator, the same on every platform).
 at::Tensor acid_uniforms(uint64_t seed, int64_t step, int64_t rank, int64_t chunk, int64_t n);
@@ -64,9 +58,15 @@ class AcidSelection {
   // ids (the caller checks tokenizers). `sources`: the number of data sources (data.shards patterns).
   AcidSelection(const RunConfig& config, std::shared_ptr<Siglip2ModelImpl> reference, const c10::Device& device,
                 bool bf16, int rank, int world_size, int64_t sources);
+  // Scores `super_batch` (this rank's, on the host; its tower inputs go to the device one micro-batch-sized
+  // chunk at a time, once for both models) and selects. The selected batch stays on the host, pinned when
+  // the super-batch was. Throws siglip2::Error when the super-batch holds fewer pairs than the batch (the
+  // data ran out); a shorter super-batch than configured is selected from with a warning.
   AcidStepSelection select(Siglip2ModelImpl& learner, const Batch& super_batch, int64_t step) const;
   // acid_scoring_bytes for this rank, for a learner of embedding width `learner_width`.
   int64_t scoring_bytes(int64_t learner_width) const;
+  // The scoring's FLOPs per selected pair: both models' forward on super / batch pairs (forward_flops).
+  double scoring_flop_per_pair() const;
   int64_t super_batch_per_rank() const { return super_; }
   int64_t batch_per_rank() const { return select_; }
 

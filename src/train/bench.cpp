@@ -109,9 +109,7 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   cfg.train.total_steps = o.warmup + o.steps;
   cfg.train.locca = o.locca;
   cfg.train.self_distillation = o.self_distillation;
-  if (o.acid) {
-    if (o.locca || o.self_distillation)
-      throw UsageError("--objectives acid: the ACID stage trains the sigmoid loss only");
+  if (o.acid) {  // (run_bench has refused other objectives and NaFlex towers with --objectives' words)
     cfg.acid.reference = "(benchmark)";
     if (std::string why = cfg.check(); !why.empty()) throw UsageError(why);
     if (std::string why = cfg.check_world_size(world); !why.empty()) throw UsageError(why);
@@ -131,11 +129,6 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   r.batch = o.batch;
   r.steps = o.steps;
   r.train_flop_per_pair = 3 * forward_flops(cfg.model).pair();
-  if (o.acid) {
-    r.super_batch = cfg.drawn_batch_size();
-    r.score_flop_per_pair = forward_flops(cfg.model).pair() + forward_flops(o.reference).pair();
-    r.train_flop_per_pair += r.score_flop_per_pair * static_cast<double>(r.super_batch) / static_cast<double>(o.batch);
-  }
   r.device_name = "cpu";
 #if SIGLIP2_CONFIG_CUDA
   if (cuda) r.device_name = at::cuda::getCurrentDeviceProperties()->name;
@@ -154,22 +147,26 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
   // the host and moves one micro-batch at a time, as the trainer does.
   const int64_t micro_batches = cfg.train.accumulation_steps;
   Batch batch = SyntheticBatches(cfg, env.rank, env.world_size).next(0);
-  Batch super_batch;  // ACID: what each step scores and selects `batch` from
+  // ACID: this batch is the super-batch each step scores on the host, as the trainer's loader gives it, and
+  // selects from; the selection goes to the device as the trainer's does.
+  Batch super_batch;
   std::unique_ptr<AcidSelection> acid;
   if (o.acid) {
     auto reference = std::make_shared<Siglip2ModelImpl>(o.reference);
     reference->reset_parameters(static_cast<uint64_t>(cfg.train.seed) + 1);
     acid = std::make_unique<AcidSelection>(cfg, reference, device, bf16, env.rank, env.world_size, 1);
-    super_batch = std::move(batch);
-    if (micro_batches == 1) super_batch = to_device(std::move(super_batch), device);
+    r.super_batch = acid->super_batch_per_rank();
+    r.score_flop_per_pair = forward_flops(cfg.model).pair() + forward_flops(o.reference).pair();
+    r.train_flop_per_pair += acid->scoring_flop_per_pair();
   }
-  if (o.acid) {
-  } else if (micro_batches == 1) {
+  if (micro_batches == 1 && !acid) {
     batch = to_device(std::move(batch), device);
   } else if (cuda) {  // host memory the copies need not wait for, as the loader's
-    for (at::Tensor* t : {&batch.pixel_values, &batch.input_ids, &batch.local_views, &batch.bool_masked_pos})
+    for (at::Tensor* t :
+         {&batch.pixel_values, &batch.input_ids, &batch.source, &batch.local_views, &batch.bool_masked_pos})
       if (t->defined()) *t = t->pin_memory();
   }
+  if (acid) super_batch = std::move(batch);
 
   auto sync = [&] {
     if (cuda) torch::cuda::synchronize();
@@ -189,13 +186,15 @@ BenchResult run_training_benchmark(const RunConfig& base, const BenchOptions& o)
     double selection_ms = 0;
     if (acid) {
       batch = acid->select(*m.towers, super_batch, step).batch;
+      if (micro_batches == 1) batch = to_device(std::move(batch), device);
       sync();
       selection_ms = ms_since(t0);
     }
     const int64_t before_forward = live_tensor_bytes(device);
     at::Tensor loss;
     if (micro_batches > 1) {  // forward and backward interleaved: all of it counts as forward
-      loss = accumulate_gradients(m.step_modules(), batch, micro_batches, cfg, step, bf16, device, pg.get(), grad_sync.get())
+      loss = accumulate_gradients(m.step_modules(), batch, micro_batches, cfg, step, bf16, device, pg.get(),
+                                  grad_sync.get())
                  .total;
     } else {
       loss = training_losses(m.step_modules(), batch, cfg, step, bf16, pg.get()).total;

@@ -45,6 +45,7 @@ nlohmann::json TrainerState::to_json() const {
           {"skipped_steps", skipped_steps},
           {"world_size", world_size},
           {"batch_size", batch_size},
+          {"acid_super_batch", acid_super_batch},
           {"config_hash", config_hash},
           {"data", data}};
 }
@@ -63,6 +64,7 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
     s.skipped_steps = j.at("skipped_steps").get<std::vector<int64_t>>();
     s.world_size = j.at("world_size").get<int>();
     s.batch_size = j.value("batch_size", int64_t{0});
+    s.acid_super_batch = j.value("acid_super_batch", int64_t{0});
     s.config_hash = j.at("config_hash").get<std::string>();
     s.data = j.at("data");
   } catch (const nlohmann::json::exception& e) {
@@ -346,7 +348,19 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& run_di
   return std::nullopt;
 }
 
-void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, bool allow_batch_change, int world_size) {
+void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, int64_t acid_super_batch, bool allow_batch_change,
+                     int world_size) {
+  const int64_t drawn = ck.state.acid_super_batch;
+  if (drawn != acid_super_batch && !allow_batch_change)
+    throw ConfigError(fmt::format(
+        "acid: {} was trained with {}, this run asks for {}; the data stream's batches would change meaning (pass "
+        "--allow-batch-size-change to continue anyway)",
+        ck.path, drawn > 0 ? fmt::format("ACID super-batches of {}", drawn) : std::string("no ACID stage"),
+        acid_super_batch > 0 ? fmt::format("super-batches of {}", acid_super_batch) : std::string("none")));
+  if (drawn != acid_super_batch)
+    log_warn(
+        fmt::format("{} was trained with an ACID super-batch of {}; continuing with {} (--allow-batch-size-change)",
+                    ck.path, drawn, acid_super_batch));
   const int64_t trained = ck.state.batch_size;
   if (trained > 0 && trained != batch_size && !allow_batch_change)
     throw ConfigError(

@@ -28,7 +28,8 @@ struct TrainerState {
   int64_t rollbacks = 0;
   std::vector<int64_t> skipped_steps;  // batches skipped after a rollback
   int world_size = 1;
-  int64_t batch_size = 0;  // the global batch (train.batch_size); 0 in checkpoints written before it was kept
+  int64_t batch_size = 0;        // the global batch (train.batch_size); 0 in checkpoints written before it was kept
+  int64_t acid_super_batch = 0;  // the ACID stage's global super-batch (RunConfig::drawn_batch_size); 0: no ACID
   std::string config_hash;
   nlohmann::json data;  // loader state per rank
 
@@ -82,8 +83,10 @@ LoadedCheckpoint load_checkpoint(const std::string& dir);
 
 std::vector<std::string> list_checkpoints(const std::string& run_dir);  // newest first
 
-// Before a run resumes from `ck`: a ConfigError when it was trained with another global batch (unless
-// `allow_batch_change`); a warning when it was written by another number of ranks.
-void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, bool allow_batch_change, int world_size);
+// Before a run resumes from `ck`: a ConfigError when it was trained with another global batch or ACID
+// super-batch (`acid_super_batch`, 0 without the ACID stage), unless `allow_batch_change`; a warning when it
+// was written by another number of ranks.
+void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, int64_t acid_super_batch, bool allow_batch_change,
+                     int world_size);
 
 }  // namespace siglip2

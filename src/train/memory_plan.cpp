@@ -341,13 +341,30 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
   // The sigmoid loss: this rank's logits block against one rank's texts, its sigmoid and gradient.
   const double loss_bytes = 3 * kF32 * b * b;
 
+  // ACID: the run's super-batch and batch per rank (not the micro-batch largest_micro_batch tries).
   const bool acid = c.acid.on() && o.reference.has_value();
+  double scoring_working = 0;  // while one chunk runs through a model without autograd
   if (acid) {
-    plan.acid_super_batch = c.acid.super_batch_size(plan.batch_per_rank);
+    const int64_t select = c.train.batch_size / o.world_size;
+    plan.acid_super_batch = c.drawn_batch_size() / o.world_size;
     plan.reference_params = count_parameters(*o.reference).total;
     plan.reference = kF32 * static_cast<double>(plan.reference_params);
-    plan.acid_scoring = static_cast<double>(acid_scoring_bytes(
-        plan.acid_super_batch, plan.batch_per_rank, c.acid.chunks, v.hidden_size, o.reference->vision.hidden_size));
+    plan.acid_scoring = static_cast<double>(acid_scoring_bytes(plan.acid_super_batch, select, c.acid.chunks,
+                                                               v.hidden_size, o.reference->vision.hidden_size));
+    // A chunk of a micro-batch: its pixels (and the reference's resized copy) on the device, and the largest
+    // block's working set (q, k, v, attention output, MLP hidden before and after the activation) in one of
+    // the two models; the learner's bf16 weight copies while it runs (autocast caches the casts of weights
+    // that take gradients, until the chunk's scope ends).
+    const double chunk = static_cast<double>((select + k - 1) / k);
+    auto working = [&](const ModelConfig& mc) {
+      const double grid = static_cast<double>(mc.vision.image_size / mc.vision.patch_size);
+      return chunk * grid * grid * static_cast<double>(5 * mc.vision.hidden_size + 2 * mc.vision.intermediate_size) *
+             half;
+    };
+    const auto& rv = o.reference->vision;
+    scoring_working = chunk * kF32 * static_cast<double>(v.num_channels) *
+                          static_cast<double>(v.image_size * v.image_size + rv.image_size * rv.image_size) +
+                      std::max(working(c.model), working(*o.reference)) + plan.weight_cast;
   }
 
   const std::vector<Pass> passes = forward_passes(c, model, b, locca, sd, half);
@@ -361,8 +378,8 @@ MemoryPlan plan_memory(const RunConfig& c, const PlanOptions& o) {
   plan.activations = now.kept;
   plan.activations_none = none.kept;
   plan.activations_blocks = blocks.kept;
-  const double end_of_step = plan.persistent() + plan.gradients;   // gradients complete, activations gone
-  const double selecting = plan.persistent() + plan.acid_scoring;  // ACID: before the step's forward
+  const double end_of_step = plan.persistent() + plan.gradients;  // gradients complete, activations gone
+  const double selecting = plan.persistent() + plan.acid_scoring + scoring_working;  // ACID: before the forward
   auto total = [&](const Activations& a) { return std::max({base + grads_before + a.peak, end_of_step, selecting}); };
   plan.peak = total(now);
   plan.peak_none = total(none);

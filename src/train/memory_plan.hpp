@@ -57,7 +57,8 @@ struct MemoryPlan {
   double weights = 0, gradients = 0, gradient_buckets = 0, optimizer = 0, teacher = 0, batch = 0;
   double weight_cast = 0;  // bf16 copies of the weights autocast keeps from forward to backward
   // The ACID stage: the reference's weights (fp32, kept), what scoring the super-batch holds
-  // (acid_scoring_bytes, while the selection runs, before the step's forward) and the pairs it scores.
+  // (acid_scoring_bytes, while the selection runs, before the step's forward; the peak also counts a chunk's
+  // inputs, one block's working set and the learner's bf16 weight copies then) and the pairs it scores.
   double reference = 0, acid_scoring = 0;
   int64_t reference_params = 0, acid_super_batch = 0;
   double activations = 0;                 // kept from the forward to the backward, with this config's checkpointing

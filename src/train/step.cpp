@@ -79,28 +79,36 @@ at::Tensor plus(const at::Tensor& sum, const at::Tensor& x) {  // undefined + x 
   return sum.defined() ? sum + x : x;
 }
 
-// The towers' embeddings of each micro-batch, without gradients (step 1 of accumulate_gradients), as
-// float32 [B, E] over the whole batch.
-std::pair<at::Tensor, at::Tensor> cached_embeddings(Siglip2ModelImpl& towers, const std::vector<Batch>& micro,
-                                                    bool bf16, const c10::Device& device) {
-  torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> images, texts;
-  for (const Batch& mb : micro) {
-    Batch inputs;  // the towers' inputs only: the crops and decoder targets stay on the host
-    inputs.pixel_values = mb.pixel_values;
-    inputs.pixel_attention_mask = mb.pixel_attention_mask;
-    inputs.spatial_shapes = mb.spatial_shapes;
-    inputs.input_ids = mb.input_ids;
-    inputs = to_device(std::move(inputs), device);
-    AutocastScope autocast(bf16, device.type());
-    images.push_back(towers.encode_image({inputs.pixel_values, inputs.pixel_attention_mask, inputs.spatial_shapes})
-                         .pooler_output.to(at::kFloat));
-    texts.push_back(towers.encode_text(inputs.input_ids).pooler_output.to(at::kFloat));
-  }
-  return {at::cat(images), at::cat(texts)};
-}
-
 }  // namespace
+
+std::vector<std::pair<at::Tensor, at::Tensor>> pooled_embeddings(const std::vector<EmbeddingModel>& models,
+                                                                 const std::vector<Batch>& parts, bool bf16,
+                                                                 const c10::Device& device) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<at::Tensor>> images(models.size()), texts(models.size());
+  for (const Batch& part : parts) {
+    Batch inputs;  // the towers' inputs only: the crops and decoder targets stay on the host
+    inputs.pixel_values = part.pixel_values;
+    inputs.pixel_attention_mask = part.pixel_attention_mask;
+    inputs.spatial_shapes = part.spatial_shapes;
+    inputs.input_ids = part.input_ids;
+    inputs = to_device(std::move(inputs), device);
+    for (size_t i = 0; i < models.size(); ++i) {
+      at::Tensor pixels = inputs.pixel_values;
+      const int64_t size = models[i].image_size;
+      if (size > 0 && !inputs.spatial_shapes.defined() && pixels.size(-1) != size)
+        pixels = at::_upsample_bilinear2d_aa(pixels, {size, size}, /*align_corners=*/false);
+      AutocastScope autocast(bf16, device.type());
+      images[i].push_back(models[i]
+                              .model->encode_image({pixels, inputs.pixel_attention_mask, inputs.spatial_shapes})
+                              .pooler_output.to(at::kFloat));
+      texts[i].push_back(models[i].model->encode_text(inputs.input_ids).pooler_output.to(at::kFloat));
+    }
+  }
+  std::vector<std::pair<at::Tensor, at::Tensor>> out;
+  for (size_t i = 0; i < models.size(); ++i) out.emplace_back(at::cat(images[i]), at::cat(texts[i]));
+  return out;
+}
 
 StepLosses accumulate_gradients(const StepModules& m, const Batch& batch, int64_t micro_batches,
                                 const RunConfig& config, int64_t self_distillation_step, bool bf16,
@@ -118,7 +126,7 @@ StepLosses accumulate_gradients(const StepModules& m, const Batch& batch, int64_
   if (sync) sync->set_hooks_enabled(false);
 
   // 1-2. The sigmoid loss of the whole batch from cached embeddings; its gradients for each embedding.
-  auto [image_embeds, text_embeds] = cached_embeddings(*m.towers, micro, bf16, device);
+  auto [image_embeds, text_embeds] = pooled_embeddings({{m.towers, 0}}, micro, bf16, device).front();
   image_embeds.requires_grad_(true);
   text_embeds.requires_grad_(true);
   at::Tensor sigmoid = sigmoid_loss(l2_normalize(image_embeds), l2_normalize(text_embeds), m.towers->logit_scale,

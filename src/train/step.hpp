@@ -52,6 +52,21 @@ std::vector<std::pair<std::string, double>> mean_losses_over_ranks(const at::Ten
 // by progress start (self-distillation at 80%, phase checkpoints).
 int64_t progress_step(double fraction, int64_t total);
 
+// A model whose pooled embeddings pooled_embeddings() computes; `image_size` > 0 and different from the
+// pixels' side: they are resized to it first (bilinear, antialiased; fixed resolution only).
+struct EmbeddingModel {
+  Siglip2ModelImpl* model = nullptr;
+  int64_t image_size = 0;
+};
+
+// The pooled image and text embeddings of `parts` (float32 [n, E] each over all parts, not normalised) for
+// every model of `models`, without gradients: each part's tower inputs go to `device` once and through every
+// model, under bf16 autocast when `bf16`. GradCache's cached embeddings (accumulate_gradients) and ACID's
+// scoring (train/acid_stage.hpp) both run this.
+std::vector<std::pair<at::Tensor, at::Tensor>> pooled_embeddings(const std::vector<EmbeddingModel>& models,
+                                                                 const std::vector<Batch>& parts, bool bf16,
+                                                                 const c10::Device& device);
+
 // `self_distillation_step`: steps since self-distillation started (the teacher temperature's warm-up).
 StepLosses training_losses(const StepModules& m, const Batch& batch, const RunConfig& config,
                            int64_t self_distillation_step, bool bf16, Collectives* comm);

@@ -66,12 +66,19 @@ class Trainer {
         "training {} for {} steps, global batch {} on {} rank(s) ({} micro-batch(es) each), from "
         "step {}",
         cfg_.model.name, total, cfg_.train.batch_size, env_.world_size, cfg_.train.accumulation_steps, state_.step));
-    log_ = std::make_unique<TrainingLog>(cfg_, rank0(), env_.world_size, dev_.peak_flops, state_.step);
+    log_ = std::make_unique<TrainingLog>(cfg_, rank0(), env_.world_size, dev_.peak_flops, state_.step,
+                                         acid_ ? acid_->scoring_flop_per_pair() : 0.0);
     while (state_.step < total) {
       const int64_t step = state_.step;
       maybe_start_self_distillation(step);
       if (std::find(state_.skipped_steps.begin(), state_.skipped_steps.end(), step) != state_.skipped_steps.end()) {
         log_warn(fmt::format("step {}: skipping the batch that caused a rollback", step));
+        try {
+          (void)source_->next(step);  // drawn and dropped: the stream goes on with the next step's batch
+        } catch (const LoaderInterrupted&) {
+          checkpointer_->stopped_while_waiting(m_, *optimizer_, state_, *source_);
+          return 0;
+        }
         state_.step++;
         continue;
       }
@@ -131,6 +138,7 @@ class Trainer {
     state_ = TrainerState{};
     state_.world_size = env_.world_size;
     state_.batch_size = cfg_.train.batch_size;
+    state_.acid_super_batch = cfg_.acid.on() ? cfg_.drawn_batch_size() : 0;
     state_.phase = cfg_.acid.on() ? "acid" : "pretrain";
     build_model();
   }
@@ -138,7 +146,8 @@ class Trainer {
   void resume_from_latest() {
     auto ck = load_latest_checkpoint(cfg_.train.out_dir);
     if (!ck) return;
-    check_resumable(*ck, cfg_.train.batch_size, opts_.allow_batch_size_change, env_.world_size);
+    check_resumable(*ck, cfg_.train.batch_size, cfg_.acid.on() ? cfg_.drawn_batch_size() : 0,
+                    opts_.allow_batch_size_change, env_.world_size);
     apply_checkpoint(*ck);
     log_info(fmt::format("resumed from {} at step {}", ck->path, state_.step));
   }
@@ -154,6 +163,8 @@ class Trainer {
     state_ = ck.state;
     state_.world_size = env_.world_size;
     state_.batch_size = cfg_.train.batch_size;
+    state_.acid_super_batch = cfg_.acid.on() ? cfg_.drawn_batch_size() : 0;
+    if (cfg_.acid.on()) state_.phase = "acid";
     make_source();
   }
 
@@ -186,9 +197,11 @@ class Trainer {
     NamedTensors selection_metrics;
     optimizer_->zero_grad();  // the gradients of the step before are freed before the selection's forwards
     if (acid_) {              // this rank's super-batch: train on what the learner and the reference select
+      const auto t_select = Clock::now();
       AcidStepSelection s = acid_->select(*m_.towers, batch, step);
       batch = std::move(s.batch);
       selection_metrics = std::move(s.metrics);
+      selection_metrics.emplace_back("acid_selection_s", at::scalar_tensor(seconds_since(t_select), at::kDouble));
     }
     if (!accumulate) batch = to_device(std::move(batch), dev_.device);  // else one micro-batch at a time
     // Every rank's batch has this size (NaFlex's half-size batches are half size on every rank).
@@ -277,8 +290,8 @@ class Trainer {
     acid_ = std::make_unique<AcidSelection>(cfg_, opts_.reference, dev_.device, dev_.bf16, env_.rank, env_.world_size,
                                             sources);
     log_info(fmt::format(
-        "ACID: reference {}; each rank selects {} of {} pairs per step (filter ratio {}, {} chunks), per rank; "
-        "scoring holds {:.1f} MiB per rank beyond the models",
+        "ACID: reference {}; each rank selects {} of its {} pairs per step (filter ratio {}, {} chunks); scoring "
+        "holds {:.1f} MiB per rank beyond the models and the forwards' working memory",
         opts_.reference_source, acid_->batch_per_rank(), acid_->super_batch_per_rank(), cfg_.acid.filter_ratio,
         cfg_.acid.chunks, static_cast<double>(acid_->scoring_bytes(cfg_.model.vision.hidden_size)) / (1 << 20)));
   }

@@ -20,13 +20,14 @@ namespace siglip2 {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-TrainingLog::TrainingLog(const RunConfig& config, bool writer, int world_size, double peak_flops, int64_t start_step)
+TrainingLog::TrainingLog(const RunConfig& config, bool writer, int world_size, double peak_flops, int64_t start_step,
+                         double extra_flop_per_pair)
     : config_(config),
       writer_(writer),
       tty_(::isatty(STDERR_FILENO) != 0),
       world_size_(world_size),
       peak_flops_(peak_flops),
-      flop_per_pair_(3 * forward_flops(config.model).pair()),
+      flop_per_pair_(3 * forward_flops(config.model).pair() + extra_flop_per_pair),
       start_step_(start_step),
       start_(Clock::now()),
       last_(start_) {

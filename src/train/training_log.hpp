@@ -34,8 +34,10 @@ struct StepReport {
 class TrainingLog {
  public:
   // `peak_flops`: this device's dense bf16 peak (0: unknown, no MFU). `start_step`: where this process
-  // started (ETA and rates count from there).
-  TrainingLog(const RunConfig& config, bool writer, int world_size, double peak_flops, int64_t start_step);
+  // started (ETA and rates count from there). `extra_flop_per_pair`: FLOPs per trained pair beyond the
+  // towers' 3 forwards (the ACID stage's scoring of its super-batch).
+  TrainingLog(const RunConfig& config, bool writer, int world_size, double peak_flops, int64_t start_step,
+              double extra_flop_per_pair = 0);
   ~TrainingLog();
   // Whether step `step` gets a log line and a metrics row.
   bool due(int64_t step) const;
@@ -52,7 +54,7 @@ class TrainingLog {
   bool writer_, tty_;
   int world_size_;
   double peak_flops_;
-  double flop_per_pair_;  // two-tower training FLOPs per pair (3 x forward), for TFLOP/s and MFU
+  double flop_per_pair_;  // two-tower training FLOPs per pair (3 x forward, + ACID's scoring), for TFLOP/s and MFU
   int64_t start_step_;
   std::chrono::steady_clock::time_point start_, last_;
   int64_t examples_since_ = 0;

@@ -1,8 +1,8 @@
 // For tests/train/acid_stage_test.py: the ACID stage's scoring and selection (train/acid_stage.hpp) as the
-// trainer runs them, on two model directories and a super-batch from a safetensors file (pixel_values float32
-// [n, 3, S, S] at the learner's size, input_ids int64 [n, L]). Prints JSON: the learnability diagonal and the
-// rows and columns of `--probe` pairs (through losses/acid.hpp on pooled_embeddings), the uniforms of each
-// chunk, and what AcidSelection::select chose.
+// trainer runs them (train/step.hpp's pooled_embeddings, in another chunking), on two model directories and a
+// super-batch from a safetensors file (pixel_values float32 [n, 3, S, S] at the learner's size, input_ids int64 [n,
+// L]). Prints JSON: the learnability diagonal and the rows and columns of `--probe` pairs (through losses/acid.hpp on
+// pooled_embeddings), the uniforms of each chunk, and what AcidSelection::select chose.
 //   acid_select_tool LEARNER_DIR REFERENCE_DIR BATCH.safetensors SELECT CHUNKS SEED STEP PROBE,PROBE,...
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -16,6 +16,8 @@
 #include "interop/checkpoint_dir.hpp"
 #include "losses/acid.hpp"
 #include "train/acid_stage.hpp"
+#include "train/batch.hpp"
+#include "train/step.hpp"
 
 namespace {
 
@@ -61,10 +63,13 @@ int main(int argc, char** argv) {
   nlohmann::json out;
   {
     torch::NoGradGuard no_grad;
-    auto [li, lt] = pooled_embeddings(*learner.model, batch, 3, false, cpu);
-    auto [ri, rt] = pooled_embeddings(*reference.model, batch, 5, false, cpu, reference.config.model.vision.image_size);
-    const Learnability s{{li, lt, learner.model->logit_scale, learner.model->logit_bias},
-                         {ri, rt, reference.model->logit_scale, reference.model->logit_bias}};
+    const auto e =
+        pooled_embeddings({{learner.model.get(), 0}, {reference.model.get(), reference.config.model.vision.image_size}},
+                          split_batch(batch, 5), false, cpu);
+    const Learnability s{
+        {l2_normalize(e[0].first), l2_normalize(e[0].second), learner.model->logit_scale, learner.model->logit_bias},
+        {l2_normalize(e[1].first), l2_normalize(e[1].second), reference.model->logit_scale,
+         reference.model->logit_bias}};
     const at::Tensor idx = at::tensor(probe, at::kLong);
     out["diagonal"] = values(s.diagonal());
     nlohmann::json rows = nlohmann::json::array(), columns = nlohmann::json::array();
@@ -84,6 +89,17 @@ int main(int argc, char** argv) {
   out["chosen"] = sel.chosen;
   for (const auto& [name, value] : sel.metrics) out[name] = value.item<double>();
   out["selected_rows"] = sel.batch.pixel_values.size(0);
+  // What the step trains on: the selected examples' token ids and sources, in the batch's order.
+  nlohmann::json ids = nlohmann::json::array();
+  for (int64_t i = 0; i < sel.batch.input_ids.size(0); ++i) {
+    at::Tensor row = sel.batch.input_ids[i].contiguous();
+    ids.push_back(std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel()));
+  }
+  out["selected_input_ids"] = ids;
+  at::Tensor src = sel.batch.source.contiguous();
+  out["selected_source"] = std::vector<int64_t>(src.data_ptr<int64_t>(), src.data_ptr<int64_t>() + src.numel());
+  at::Tensor px = sel.batch.pixel_values.reshape({sel.batch.pixel_values.size(0), -1}).to(at::kDouble).sum(1);
+  out["selected_pixel_sums"] = std::vector<double>(px.data_ptr<double>(), px.data_ptr<double>() + px.numel());
   std::cout << out.dump() << std::endl;
   return 0;
 }

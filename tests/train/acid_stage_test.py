@@ -145,13 +145,25 @@ def synthetic_part(d):
 
     # Bad configs stop before training, naming the key.
     cfg, _ = config("syn_bad")
+    naflex = write(os.path.join(d, "syn_naflex.yaml"), f"base: {ROOT}/configs/models/tiny_naflex.yaml\n"
+                   "schedule:\n  warmup_steps: 0\ntrain:\n  total_steps: 4\n  locca: false\n  self_distillation: false\n"
+                   f"acid:\n  reference: {ref_out}\n")
     for extra, key in ((["--set", "train.locca=true"], "train.locca"),
                        (["--set", "acid.filter_ratio=0"], "acid.filter_ratio"),
                        (["--set", "acid.chunks=9"], "acid.chunks"),
-                       (["--set", f"acid.reference={d}/missing"], "acid.reference")):
+                       (["--set", f"acid.reference={d}/missing"], "acid.reference"),
+                       (["--set", f"acid.reference=hf:{ref_out}"], "acid.reference")):
         r = run("train", cfg, *extra)
         last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
         check(f"{' '.join(extra)} is refused naming {key}", r.returncode != 0 and key in last, last)
+    r = run("config", "show", naflex)
+    check("a NaFlex learner is refused for the ACID stage", r.returncode == 2 and "acid.reference: the ACID stage "
+          "trains fixed-resolution models" in r.stderr, r.stderr)
+    # A super-batch that does not split over the ranks: 8 / (1 - 0.3) = 11 pairs on 2 ranks.
+    r = run("train", cfg, "--set", "acid.filter_ratio=0.3", world=2)
+    check("a super-batch that does not split over the ranks is refused, naming acid.filter_ratio",
+          r.returncode != 0 and "acid.filter_ratio: the super-batch of 11 pairs" in r.stderr
+          and "not divisible by the world size 2" in r.stderr, r.stderr[-1500:])
 
     cfg, out = config("syn_acid")
     r = run("train", cfg)
@@ -160,13 +172,22 @@ def synthetic_part(d):
     if not ok:
         return
     m = rows(out)
-    check("metrics rows are in phase 'acid' with the selection metrics",
-          len(m) == 6 and all(x["phase"] == "acid" and x["acid_selected_share_0"] == 1.0
+    check("metrics rows are in phase 'acid' with the selection metrics and its time",
+          len(m) == 6 and all(x["phase"] == "acid" and x["acid_selection_s"] > 0
                               and "acid_learnability_selected" in x and "acid_learnability_rejected" in x for x in m),
           m[:1])
-    check("the log says what scoring holds per rank", "scoring holds" in r.stderr and "selects 8 of 16" in r.stderr,
-          r.stderr[-800:])
+    with open(os.path.join(latest(out), "trainer_state.json")) as f:
+        state = json.load(f)
+    check(f"it trains on the selected half: {state['examples_seen']} pairs in 6 steps of 8 selected from 16 "
+          f"(super-batch {state.get('acid_super_batch')} in the trainer state)",
+          state["examples_seen"] == 48 and state.get("acid_super_batch") == 16, state)
     uninterrupted = params(out)
+    # Resuming with another super-batch (or with the stage turned off) would change what the data stream's
+    # batches mean: refused, naming acid.
+    r = run("train", cfg, "--set", "train.total_steps=8", "--set", "acid.filter_ratio=0.75")
+    last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+    check("resuming with another acid.filter_ratio is refused", r.returncode == 2 and last.startswith("error: acid: ")
+          and "super-batches of 16" in last and "super-batches of 32" in last, last)
 
     # Killed inside step 3 (after its backward, before the optimizer step), resumed from step 2.
     cfg_k, out_k = config("syn_acid_kill")
@@ -191,29 +212,36 @@ def synthetic_part(d):
 
     # `siglip2 bench --objectives acid`: the step's FLOPs per selected pair are training's 3 forwards plus the
     # learner's and the reference's forward on 1 / (1 - filter_ratio) scored pairs, by hand from model-info.
+    # The reference is another shape (48 px: more tokens, its own FLOPs and parameters), so that the learner's
+    # and the reference's parts cannot be swapped unnoticed; the learner's pixels are resized for it.
+    ref48 = write(os.path.join(d, "ref48.yaml"), f"base: {ROOT}/configs/models/tiny.yaml\nmodel:\n  vision:\n"
+                  "    image_size: 48\nimage:\n  image_size: 48\n")
     info = json.loads(run("model-info", "tiny").stdout)
-    f = info["forward_gflop_per_pair"]
+    info48 = json.loads(run("model-info", ref48).stdout)
+    f, f48 = info["forward_gflop_per_pair"], info48["forward_gflop_per_pair"]
     for ratio, scored in ((0.5, 16), (0.75, 32)):
         r = run("bench", "--preset", "tiny", "--objectives", "acid", "--batch", "8", "--steps", "1", "--warmup", "0",
-                "--set", "acid.chunks=2", "--set", f"acid.filter_ratio={ratio}")
+                "--set", "acid.chunks=2", "--set", f"acid.filter_ratio={ratio}", "--reference", ref48)
         res = json.loads(r.stdout.split("RESULT ", 1)[1]) if "RESULT " in r.stdout else {}
-        want = 3 * f + 2 * f * scored / 8
+        want = 3 * f + (f + f48) * scored / 8
         check(f"bench --objectives acid (filter ratio {ratio}): {res.get('acid_super_batch')} pairs scored, "
               f"{res.get('train_gflop_per_pair')} GFLOP per selected pair (by hand {want:.6f})",
               res.get("acid_super_batch") == scored and abs(res.get("train_gflop_per_pair", 0) - want) <= 1e-6 * want
               and res.get("acid_selection_ms", 0) > 0 and "selection" in r.stdout, r.stdout[-1500:] + r.stderr[-500:])
     # `siglip2 plan` on an ACID config: the reference's fp32 weights, and the scoring forwards in the FLOPs.
     plans = {}
-    for name, extra in (("acid", ["--reference", "tiny"]), ("plain", ["--set", "acid.reference=''"])):
+    for name, extra in (("acid", ["--reference", ref48]), ("plain", ["--set", "acid.reference=''"])):
         r = run("plan", cfg, "--json", "--precision", "fp32", *extra)
         plans[name] = json.loads(r.stdout) if r.returncode == 0 else {}
     a, b = plans["acid"], plans["plain"]
     ok = bool(a and b)
     extra_flops = a["flops_forward"] - b["flops_forward"] if ok else 0
-    check(f"plan counts the reference ({a.get('bytes', {}).get('acid_reference')} bytes = 4 x {info['total']}) and "
-          f"the scoring forwards ({extra_flops / 1e9:.6f} GFLOP = 16 pairs x 2 x {f})",
-          ok and a["bytes"]["acid_reference"] == 4 * info["total"] and a["acid_super_batch_per_rank"] == 16
-          and abs(extra_flops / 1e9 - 16 * 2 * f) <= 1e-6 * extra_flops / 1e9, (a, b))
+    check(f"plan counts the reference ({a.get('bytes', {}).get('acid_reference')} bytes = 4 x {info48['total']}) and "
+          f"the scoring forwards ({extra_flops / 1e9:.6f} GFLOP = 16 pairs x ({f} + {f48}))",
+          ok and a["bytes"]["acid_reference"] == 4 * info48["total"] and a["acid_super_batch_per_rank"] == 16
+          and abs(extra_flops / 1e9 - 16 * (f + f48)) <= 1e-6 * extra_flops / 1e9
+          and a["bytes"]["peak"] >= a["bytes"]["acid_reference"] + a["bytes"]["acid_scoring"] + b["bytes"]["weights"],
+          (a, b))
     r = run("bench", "--preset", "tiny", "--objectives", "acid,locca", "--batch", "8", "--steps", "1")
     check("bench refuses ACID with the LocCa loss", r.returncode != 0 and "sigmoid loss only" in r.stderr, r.stderr)
 
@@ -221,7 +249,7 @@ def synthetic_part(d):
     cfg_w, out_w = config("syn_acid_w2")
     r = run("train", cfg_w, world=2)
     ok = r.returncode == 0
-    check("two ranks run the ACID stage, each selecting its share", ok and "selects 4 of 8" in r.stderr,
+    check("two ranks run the ACID stage, each selecting its share", ok and "selects 4 of its 8" in r.stderr,
           r.stderr[-1500:])
     if ok:
         m = rows(out_w)
@@ -363,9 +391,10 @@ def digits_part(d):
     check(f"the selected pairs are the more learnable ({noisy_r['learnability_selected']:.3f} vs "
           f"{noisy_r['learnability_rejected']:.3f} rejected)",
           noisy_r["learnability_selected"] > noisy_r["learnability_rejected"], noisy_r)
+    # One seed: "does not lose" with 2 points of slack (6 of 297 held-out scans) for what other CPUs' rounding moves.
     check(f"300 ACID steps do not lose zero-shot accuracy against 300 steps without selection "
-          f"({100 * noisy_r['top1']:.2f}% vs {100 * results['no_selection']['top1']:.2f}%)",
-          noisy_r["top1"] >= results["no_selection"]["top1"], results)
+          f"({100 * noisy_r['top1']:.2f}% vs {100 * results['no_selection']['top1']:.2f}%, 2 points of slack)",
+          noisy_r["top1"] >= results["no_selection"]["top1"] - 0.02, results)
 
     # Kill and resume on shards (the loader's position and the selection draws): bit for bit.
     cfg, out = acid_config("acid_short", [clean, noisy], ref_out)
@@ -393,8 +422,16 @@ def digits_part(d):
     # The reference reads the run's token ids: another tokenizer is refused before training.
     r = run("train", cfg, *short, "--set", "tokenizer.length=12", "--set", f"train.out_dir={d}/bad_tok")
     last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
-    check("a reference with another tokenizer is refused, naming acid.reference and the setting",
+    check("a reference with another tokenizer length is refused, naming acid.reference and the setting",
           r.returncode != 0 and "acid.reference" in last and "tokenizer.length" in last, last)
+    other = os.path.join(d, "other_tokenizer.model")
+    with open(os.path.join(d, "other_corpus.txt"), "w") as f:
+        f.write("\n".join(f"another corpus line {i} with other words {i * 7}" for i in range(400)))
+    r = run("data", "tokenizer", "--corpus", os.path.join(d, "other_corpus.txt"), "--out", other)
+    r = run("train", cfg, *short, "--set", f"tokenizer.model_file={other}", "--set", f"train.out_dir={d}/bad_spm")
+    last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+    check("a reference with another sentencepiece model is refused", r.returncode != 0 and "acid.reference" in last
+          and "sentencepiece model" in last and "differs from tokenizer.model_file" in last, last)
     return results, ref_out, learner_out, data
 
 
@@ -419,7 +456,7 @@ def parity_part(d, ref_out, learner_out):
     check("the reference is adapted to 48 px", r.returncode == 0, r.stderr[-1000:])
     exports = {}
     for name, src in (("learner", latest(learner_out)), ("reference", latest(ref48))):
-        exports[name] = os.path.join(d, name + "_hf")
+        exports[name] = os.path.join(d, name + "_parity_hf")
         r = run("export", src, "--format", "hf", "--out", exports[name])
         check(f"the {name} exports", r.returncode == 0, r.stderr[-1000:])
     if not os.path.isdir(exports["reference"]) or not os.path.isdir(exports["learner"]):
@@ -458,6 +495,12 @@ def parity_part(d, ref_out, learner_out):
     want = jest_reference(s, select, chunks, got["uniforms"])
     check(f"the trainer's selection equals NumPy's JEST sampler on those scores with its uniforms ({want})",
           got["chosen"] == want and got["selected_rows"] == select, got["chosen"])
+    rows_taken = sorted(want)
+    check("the selected batch holds those examples in super-batch order (token ids, pixels, sources)",
+          got["selected_input_ids"] == ids[rows_taken].tolist()
+          and got["selected_source"] == source[rows_taken].tolist()
+          and np.allclose(got["selected_pixel_sums"], pixels[rows_taken].flatten(1).double().sum(1).numpy(),
+                          rtol=0, atol=1e-9), got)
     chosen = np.zeros(n, dtype=bool)
     chosen[want] = True
     check("the logged learnability means and source shares are those of the selection",
