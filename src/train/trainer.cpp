@@ -274,6 +274,7 @@ class Trainer {
                            state_.step));
     } else {
       start_from_initialisation();
+      make_source();  // the stream from its start too, so the steps before the failed one see their batches again
       log_warn(fmt::format("step {}: {}; no checkpoint yet, restarting from the initialisation and skipping that batch",
                            step, why));
     }
