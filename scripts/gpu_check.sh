@@ -131,6 +131,11 @@ check "siglip2 train on CUDA, every objective, bf16" "$BIN" train "$work/train.y
 check "siglip2 train on CUDA resumes to step 12" "$BIN" train "$work/train.yaml" --set train.total_steps=12
 check "CUDA run's checkpoint exports" "$BIN" export "$work/run/$(cat "$work/run/latest" 2>/dev/null)" --format hf \
   --out "$work/run-hf"
+# The ACID stage on CUDA: the reference (the run above) scores bf16 super-batches with the learner, then resumes.
+check "siglip2 train on CUDA, the ACID stage" "$BIN" train "$work/train.yaml" --set train.out_dir="$work/acid" \
+  --set train.locca=false --set train.self_distillation=false --set acid.reference="$work/run" --set acid.chunks=4
+check "ACID bench on CUDA, bf16" "$BIN" bench --preset tiny --batch 32 --steps 3 --device cuda --precision bf16 \
+  --objectives acid --set acid.chunks=4
 
 # 3. B/16 at 256 px, bf16: ours against the PyTorch reference, alternating.
 # compare_b16 TITLE LOG [ARGS...]: bench/compare.sh at B/16 @ 256, bf16; its table of medians into the report.
