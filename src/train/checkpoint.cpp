@@ -46,6 +46,8 @@ nlohmann::json TrainerState::to_json() const {
           {"world_size", world_size},
           {"batch_size", batch_size},
           {"acid_super_batch", acid_super_batch},
+          {"acid_reference", acid_reference},
+          {"acid_chunks", acid_chunks},
           {"config_hash", config_hash},
           {"data", data}};
 }
@@ -65,6 +67,8 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
     s.world_size = j.at("world_size").get<int>();
     s.batch_size = j.value("batch_size", int64_t{0});
     s.acid_super_batch = j.value("acid_super_batch", int64_t{0});
+    s.acid_reference = j.value("acid_reference", std::string());
+    s.acid_chunks = j.value("acid_chunks", int64_t{0});
     s.config_hash = j.at("config_hash").get<std::string>();
     s.data = j.at("data");
   } catch (const nlohmann::json::exception& e) {
@@ -353,9 +357,11 @@ void check_resumable(const LoadedCheckpoint& ck, int64_t batch_size, int64_t aci
   const int64_t drawn = ck.state.acid_super_batch;
   if (drawn != acid_super_batch && !allow_batch_change)
     throw ConfigError(fmt::format(
-        "acid: {} was trained with {}, this run asks for {}; the data stream's batches would change meaning (pass "
+        "{}: {} was trained with {}, this run asks for {}; the data stream's batches would change meaning (pass "
         "--allow-batch-size-change to continue anyway)",
-        ck.path, drawn > 0 ? fmt::format("ACID super-batches of {}", drawn) : std::string("no ACID stage"),
+        drawn > 0 && acid_super_batch > 0 ? "acid.filter_ratio" : "acid.reference", ck.path,
+        drawn > 0 ? fmt::format("ACID super-batches of {} (train.batch_size / (1 - acid.filter_ratio))", drawn)
+                  : std::string("no ACID stage"),
         acid_super_batch > 0 ? fmt::format("super-batches of {}", acid_super_batch) : std::string("none")));
   if (drawn != acid_super_batch)
     log_warn(

@@ -30,6 +30,8 @@ struct TrainerState {
   int world_size = 1;
   int64_t batch_size = 0;        // the global batch (train.batch_size); 0 in checkpoints written before it was kept
   int64_t acid_super_batch = 0;  // the ACID stage's global super-batch (RunConfig::drawn_batch_size); 0: no ACID
+  std::string acid_reference;    // the ACID stage: the reference's directory as resolved (a run's checkpoint)
+  int64_t acid_chunks = 0;
   std::string config_hash;
   nlohmann::json data;  // loader state per rank
 

@@ -138,9 +138,11 @@ class Trainer {
     state_ = TrainerState{};
     state_.world_size = env_.world_size;
     state_.batch_size = cfg_.train.batch_size;
-    state_.acid_super_batch = cfg_.acid.on() ? cfg_.drawn_batch_size() : 0;
+    set_acid_state();
     state_.phase = cfg_.acid.on() ? "acid" : "pretrain";
     build_model();
+    if (!opts_.init_source.empty())
+      log_info(fmt::format("the towers start from {} (train.init_from)", opts_.init_source));
   }
 
   void resume_from_latest() {
@@ -150,6 +152,14 @@ class Trainer {
                     opts_.allow_batch_size_change, env_.world_size);
     apply_checkpoint(*ck);
     log_info(fmt::format("resumed from {} at step {}", ck->path, state_.step));
+    // The selections from here on: said when they are made differently from the checkpoint's.
+    const TrainerState& was = ck->state;
+    if (cfg_.acid.on() && !was.acid_reference.empty() && was.acid_reference != opts_.reference_source)
+      log_warn(fmt::format("acid.reference: {} was trained with the reference {}; this run scores with {}",
+                           ck->path, was.acid_reference, opts_.reference_source));
+    if (cfg_.acid.on() && was.acid_chunks > 0 && was.acid_chunks != cfg_.acid.chunks)
+      log_warn(fmt::format("acid.chunks: {} was trained with {} chunks; this run selects in {}", ck->path,
+                           was.acid_chunks, cfg_.acid.chunks));
   }
 
   // Rebuilt from the initialisation first, so that the set of parameters and optimizer slots is the
@@ -163,9 +173,16 @@ class Trainer {
     state_ = ck.state;
     state_.world_size = env_.world_size;
     state_.batch_size = cfg_.train.batch_size;
-    state_.acid_super_batch = cfg_.acid.on() ? cfg_.drawn_batch_size() : 0;
+    set_acid_state();
     if (cfg_.acid.on()) state_.phase = "acid";
     make_source();
+  }
+
+  // What the checkpoints say of the ACID stage: its super-batch, reference and chunks (this run's).
+  void set_acid_state() {
+    state_.acid_super_batch = cfg_.acid.on() ? cfg_.drawn_batch_size() : 0;
+    state_.acid_reference = cfg_.acid.on() ? opts_.reference_source : "";
+    state_.acid_chunks = cfg_.acid.on() ? cfg_.acid.chunks : 0;
   }
 
   void start_self_distillation_objects() {

@@ -186,8 +186,20 @@ def synthetic_part(d):
     # batches mean: refused, naming acid.
     r = run("train", cfg, "--set", "train.total_steps=8", "--set", "acid.filter_ratio=0.75")
     last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
-    check("resuming with another acid.filter_ratio is refused", r.returncode == 2 and last.startswith("error: acid: ")
-          and "super-batches of 16" in last and "super-batches of 32" in last, last)
+    check("resuming with another acid.filter_ratio is refused, naming it", r.returncode == 2
+          and last.startswith("error: acid.filter_ratio: ") and "super-batches of 16" in last
+          and "super-batches of 32" in last, last)
+    # Another reference (a copy elsewhere) or chunk count on resume: said, with both sides.
+    moved = os.path.join(d, "syn_reference_moved")
+    shutil.copytree(ref_out, moved)
+    cfg_r, out_r = config("syn_acid_other_reference", steps=4)
+    r1 = run("train", cfg_r)
+    r2 = run("train", cfg_r, "--set", "train.total_steps=6", "--set", f"acid.reference={moved}", "--set",
+             "acid.chunks=4")
+    check("resuming with another reference or chunk count is said, both sides named",
+          r1.returncode == 0 and r2.returncode == 0 and "acid.reference: " in r2.stderr
+          and "this run scores with " + moved in r2.stderr and "was trained with 2 chunks; this run selects in 4"
+          in r2.stderr, r2.stderr[-1500:])
 
     # Killed inside step 3 (after its backward, before the optimizer step), resumed from step 2.
     cfg_k, out_k = config("syn_acid_kill")
