@@ -28,25 +28,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-failures = []
-passed = 0
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainer_test  # noqa: E402
+from trainer_test import check, env, max_diff, relative_difference  # noqa: E402  (the trainer tests' own)
 
-
-def check(name, ok, detail=""):
-    global passed
-    if ok:
-        passed += 1
-        print(f"ok   {name}", flush=True)
-    else:
-        failures.append(name)
-        print(f"FAIL {name}: {detail}", flush=True)
-
-
-def env():
-    e = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        e.pop(k, None)
-    return e
+failures = trainer_test.failures  # check() from trainer_test counts into its module
 
 
 def run(*cmd, world=1, timeout=900):
@@ -70,31 +57,6 @@ def latest(out):
 
 def params(out):
     return load_file(os.path.join(latest(out), "model.safetensors"))
-
-
-def max_diff(a, b):
-    if a.keys() != b.keys():
-        return float("inf")
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
-
-
-def relative_difference(a, b):
-    """||a - b|| / ||a|| over every parameter but the attention key biases: their gradient is zero up to
-    rounding (softmax does not see a constant added to every score), and Adam's normalisation turns that
-    rounding into steps of lr (as trainer_test.py's equalities leave them out)."""
-    if a.keys() != b.keys():
-        return float("inf")
-    num = den = 0.0
-    for k in a:
-        x, y = a[k].double().flatten(), b[k].double().flatten()
-        if k.endswith("k_proj.bias"):
-            continue
-        if k.endswith("in_proj_bias"):  # packed q;k;v: leave out the k third
-            n = x.numel() // 3
-            x, y = torch.cat([x[:n], x[2 * n:]]), torch.cat([y[:n], y[2 * n:]])
-        num += ((x - y) ** 2).sum().item()
-        den += (x ** 2).sum().item()
-    return (num / den) ** 0.5
 
 
 def rows(out):
@@ -542,7 +504,7 @@ def main():
             print("kept", d)
         else:
             shutil.rmtree(d, ignore_errors=True)
-    print(f"acid stage: {passed} passed, {len(failures)} failed")
+    print(f"acid stage: {trainer_test.passed} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 
