@@ -227,8 +227,14 @@ def synthetic_part(d):
           r.stderr[-1500:])
     if ok:
         m = rows(out_w)
-        check("two ranks log one row per step with the selection metrics",
-              len(m) == 6 and all(x["acid_selected_share_0"] == 1.0 for x in m), m[:1])
+        with open(os.path.join(latest(out_w), "trainer_state.json")) as f:
+            state_w = json.load(f)
+        # Per-rank selections differ from one process's (each rank scores only its share), but the global
+        # batch trained is the same size: 6 steps x 2 ranks x 4 selected of 8.
+        check(f"two ranks log one row per step and train 2 x 4 selected pairs a step "
+              f"({state_w['examples_seen']} in 6 steps)",
+              len(m) == 6 and all("acid_learnability_selected" in x for x in m) and state_w["examples_seen"] == 48
+              and state_w.get("acid_super_batch") == 16, (m[:1], state_w))
 
 
 DIGITS = """base: {root}/configs/demo_digits.yaml
