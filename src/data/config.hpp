@@ -204,6 +204,10 @@ struct LoaderConfig {
   RemoteOptions remote;            // http(s):// and s3:// shards
   bool locca = true;
   bool self_distillation = false;  // produce the local crops (train.self_distillation in a training run)
+  // Local crops only for the batches from this index on (counted over all workers, round-robin, as
+  // naflex_sequence_length counts): the trainer sets the batch of the step where self-distillation starts, so
+  // that the 80% of training before it does not pay for crops it would drop. Not a config key.
+  int64_t self_distillation_from_batch = 0;
   LoccaTargetsConfig locca_targets;
   SelfDistillationViewsConfig self_distillation_views;
 

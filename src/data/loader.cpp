@@ -495,9 +495,11 @@ class Worker {
     std::vector<at::Tensor> views;
     std::vector<int64_t> sources;  // index into data.shards, per sample
     auto batch_size = static_cast<size_t>(s_.config.batch_size);
+    const int64_t index = state_.batches * s_.config.workers + index_;  // among the batches of all workers
+    const bool with_views = s_.config.self_distillation && index >= s_.config.self_distillation_from_batch;
     int64_t sequence = s_.image.max_num_patches;
     if (s_.image.naflex && !s_.image.naflex_sequence_lengths.empty()) {
-      sequence = naflex_sequence_length(s_.image, s_.config.seed, state_.batches * s_.config.workers + index_);
+      sequence = naflex_sequence_length(s_.image, s_.config.seed, index);
       if (sequence >= s_.image.naflex_half_batch_length) batch_size = std::max<size_t>(1, batch_size / 2);
     }
     while (samples.size() < batch_size) {
@@ -520,8 +522,7 @@ class Worker {
       if (s_.config.locca)
         locca.push_back(
             make_locca_example(sample.caption, sample.regions, *s_.tokenizer, s_.config.locca_targets, rng));
-      if (s_.config.self_distillation)
-        views.push_back(make_local_views(sample.image, s_.config.self_distillation_views, rng));
+      if (with_views) views.push_back(make_local_views(sample.image, s_.config.self_distillation_views, rng));
       samples.push_back(std::move(sample));
       sources.push_back(static_cast<int64_t>(from));
     }
@@ -628,7 +629,7 @@ class Worker {
         pin_targets(b.locca->grounded);
       }
     }
-    if (s_.config.self_distillation) {
+    if (!views.empty()) {
       std::vector<int64_t> shape = views.front().sizes().vec();
       shape[0] = 0;
       for (const auto& v : views) shape[0] += v.size(0);

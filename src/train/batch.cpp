@@ -132,8 +132,8 @@ class WebDatasetBatches final : public BatchSource {
  public:
   // `resume`: this rank's saved state; `handover`: every rank's, from a run with another number of ranks.
   WebDatasetBatches(const RunConfig& c, int rank, int world, const nlohmann::json& resume,
-                    const std::vector<LoaderState>& handover)
-      : config_(c), rank_(rank), tokenizer_(Tokenizer::load(c.tokenizer)) {
+                    const std::vector<LoaderState>& handover, int64_t step, int64_t views_from_step)
+      : config_(c), rank_(rank), tokenizer_(Tokenizer::load(c.tokenizer)), views_from_step_(views_from_step) {
     if (std::string why = c.check_world_size(world); !why.empty()) throw ConfigError(why);
     if (c.data.shards.empty()) throw ConfigError("data.shards: no training shards given");
     LoaderConfig lc = c.data;
@@ -169,12 +169,19 @@ class WebDatasetBatches final : public BatchSource {
                       "shard(s) from where they were left and {} buffered sample(s) first",
                       handover.size(), world, shards, partial, samples));
     }
+    // One batch per step from here (more after a rollback), so batch `handed + (s - step)` or a later one is
+    // step s's: crops from the batch of step views_from_step on cover every step that uses them.
+    const int64_t handed = state ? state->batches : 0;
+    lc.self_distillation_from_batch = handed + std::max<int64_t>(0, views_from_step - step);
     loader_ = std::make_unique<DataLoader>(lc, c.image, tokenizer_, rank, world, state ? &*state : nullptr);
   }
 
   Batch next(int64_t step) override {
     std::optional<Batch> b = loader_->next();
     if (!b) throw Error("the training data ran out at step " + std::to_string(step) + " (data.epochs is finite)");
+    if (config_.train.self_distillation && step >= views_from_step_ && !b->local_views.defined())
+      throw Error("data loader: the batch of step " + std::to_string(step) +
+                  " has no self-distillation crops (a worker's stream ended early; data.epochs is finite)");
     if (config_.train.self_distillation && !config_.model.vision.naflex) {
       const int64_t grid = config_.model.vision.image_size / config_.model.vision.patch_size;
       auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config_.train.seed) * 7919ULL +
@@ -194,6 +201,7 @@ class WebDatasetBatches final : public BatchSource {
   RunConfig config_;
   int rank_;
   Tokenizer tokenizer_;
+  int64_t views_from_step_;
   std::unique_ptr<DataLoader> loader_;
 };
 
@@ -201,7 +209,7 @@ class WebDatasetBatches final : public BatchSource {
 #endif
 
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& c, int rank, int world, const nlohmann::json& saved,
-                                               int64_t step) {
+                                               int64_t step, int64_t views_from_step) {
   if (c.train.data == "synthetic") return std::make_unique<SyntheticBatches>(c, rank, world);
 #if SIGLIP2_CONFIG_DATA_PIPELINE
   nlohmann::json mine;
@@ -228,13 +236,14 @@ std::unique_ptr<BatchSource> make_batch_source(const RunConfig& c, int rank, int
   }
   for (const auto& pattern : c.data.shards)  // before anything is loaded: a typo'd pattern is a config error
     check_shard_files("data.shards", pattern, expand_braces(pattern), c.data.max_failed_shards, &c.data.remote);
-  auto source = std::make_unique<WebDatasetBatches>(c, rank, world, mine, handover);
+  auto source = std::make_unique<WebDatasetBatches>(c, rank, world, mine, handover, step, views_from_step);
   const bool alone = world == 1;
   source->set_interrupt([alone](double waited_s) { return stop_signal_received() && (alone || waited_s >= 10.0); });
   return source;
 #else
   (void)saved;
   (void)step;
+  (void)views_from_step;
   throw ConfigError("train.data: webdataset needs a build with OpenCV, libarchive and sentencepiece");
 #endif
 }

@@ -52,7 +52,9 @@ class SyntheticBatches final : public BatchSource {
 // when `step` > 0). SIGTERM / SIGINT cut a wait for data short (next() throws LoaderInterrupted): in a
 // one-process run at once; with several ranks only after 10 s, a stalled source, so that a short wait
 // ends in a step all ranks save together. Throws ConfigError when a shard pattern matches nothing readable.
+// `views_from_step`: with train.self_distillation, the first step whose batch needs the local crops (the
+// loader makes none before it: 80% of a run would otherwise pay for crops it drops).
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& config, int rank, int world_size,
-                                               const nlohmann::json& saved, int64_t step);
+                                               const nlohmann::json& saved, int64_t step, int64_t views_from_step = 0);
 
 }  // namespace siglip2

@@ -155,8 +155,8 @@ class Trainer {
     // The selections from here on: said when they are made differently from the checkpoint's.
     const TrainerState& was = ck->state;
     if (cfg_.acid.on() && !was.acid_reference.empty() && was.acid_reference != opts_.reference_source)
-      log_warn(fmt::format("acid.reference: {} was trained with the reference {}; this run scores with {}",
-                           ck->path, was.acid_reference, opts_.reference_source));
+      log_warn(fmt::format("acid.reference: {} was trained with the reference {}; this run scores with {}", ck->path,
+                           was.acid_reference, opts_.reference_source));
     if (cfg_.acid.on() && was.acid_chunks > 0 && was.acid_chunks != cfg_.acid.chunks)
       log_warn(fmt::format("acid.chunks: {} was trained with {} chunks; this run selects in {}", ck->path,
                            was.acid_chunks, cfg_.acid.chunks));
@@ -316,7 +316,9 @@ class Trainer {
 
   void make_source() {
     source_.reset();  // a loader's threads and open shards go first
-    source_ = make_batch_source(cfg_, env_.rank, env_.world_size, state_.data, state_.step);
+    const int64_t views_from =
+        state_.self_distillation ? 0 : progress_step(cfg_.train.self_distillation_start, cfg_.train.total_steps);
+    source_ = make_batch_source(cfg_, env_.rank, env_.world_size, state_.data, state_.step, views_from);
   }
 
   void evaluate() {

@@ -115,6 +115,33 @@ TEST_F(LoaderTest, BatchesCarryEveryOutput) {
   EXPECT_EQ(b->local_views.sizes(), (std::vector<int64_t>{6, 3, 16, 16}));
 }
 
+// The trainer asks for crops only from the batch of the step where self-distillation starts: the batches
+// before it have none, and from it on every batch (every worker's) equals the one a loader making crops
+// throughout gives, crops, images and LocCa targets alike.
+TEST_F(LoaderTest, CropsStartAtTheirBatchAndEqualThoseOfALoaderMakingThemThroughout) {
+  LoaderConfig c = config();
+  c.self_distillation = true;
+  c.self_distillation_views.local_crops = 2;
+  c.self_distillation_views.local_size = 16;
+  ImageConfig i = image();
+  i.patch_size = 8;
+  DataLoader always(c, i, testing::test_tokenizer(), 0, 1);
+  c.self_distillation_from_batch = 3;
+  DataLoader later(c, i, testing::test_tokenizer(), 0, 1);
+  for (int n = 0; n < 7; ++n) {
+    auto a = always.next(), b = later.next();
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->keys, b->keys);
+    EXPECT_TRUE(torch::equal(a->pixel_values, b->pixel_values));
+    EXPECT_TRUE(torch::equal(a->locca->referring.targets, b->locca->referring.targets));
+    ASSERT_TRUE(a->local_views.defined());
+    EXPECT_EQ(b->local_views.defined(), n >= 3) << "batch " << n;
+    if (n >= 3) {
+      EXPECT_TRUE(torch::equal(a->local_views, b->local_views)) << "batch " << n;
+    }
+  }
+}
+
 TEST_F(LoaderTest, NaflexBatches) {
   ImageConfig i = image();
   i.naflex = true;
