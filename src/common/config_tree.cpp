@@ -231,7 +231,10 @@ void apply_override(ConfigValue& root, const std::string& assignment) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
-  ConfigValue value = parse_config_text(assignment.substr(eq + 1), origin);
+  // `--set eval.shards=` means the empty string (as a shell user writes it), not YAML's null.
+  const std::string text = assignment.substr(eq + 1);
+  const bool blank = text.find_first_not_of(" \t") == std::string::npos;
+  ConfigValue value = parse_config_text(blank ? "''" : text, origin);
   SourceLoc loc{origin, 0, 0};
   std::function<void(ConfigValue&, const SourceLoc&)> relocate = [&](ConfigValue& v, const SourceLoc& l) {
     v.loc = l;

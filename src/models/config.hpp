@@ -106,6 +106,15 @@ struct ModelConfig {
     v("text", text, "text tower");
     v("decoder", decoder, "LocCa decoder (training only; not exported)");
   }
+  // The sigmoid loss takes the dot product of the two embeddings (transformers' Siglip2Model: the vision
+  // tower has no projection, the text head projects to text_config.projection_size).
+  std::string check() const {
+    const int64_t text_width = text.projection_size > 0 ? text.projection_size : text.hidden_size;
+    if (text_width == vision.hidden_size) return "";
+    return "the text embedding width (text.projection_size, or text.hidden_size when it is 0: " +
+           std::to_string(text_width) + ") must equal vision.hidden_size (" + std::to_string(vision.hidden_size) +
+           "): the sigmoid loss compares the two embeddings";
+  }
 };
 
 }  // namespace siglip2

@@ -172,12 +172,24 @@ TEST_F(ConfigTest, RangeChecksAndRequiredValues) {
   EXPECT_NE(e.find("schedule.type: must be one of: cosine, rsqrt, constant (got linear)"), std::string::npos) << e;
   e = error_of(write("d.yaml", "train:\n  total_steps: 5\nmodel:\n  vision:\n    hidden_size: 100\n"));
   EXPECT_NE(e.find("model.vision: num_attention_heads must divide hidden_size"), std::string::npos) << e;
+  // Found by a demo trial: the mismatch used to surface as a tensor-shape error at the first step.
+  e = error_of(
+      write("d2.yaml",
+            "train:\n  total_steps: 5\nmodel:\n  vision:\n    hidden_size: 128\n    num_attention_heads: 2\n  text:\n"
+            "    hidden_size: 64\n    num_attention_heads: 2\n"));
+  EXPECT_NE(e.find("model: the text embedding width (text.projection_size, or text.hidden_size when it is 0: 64) "
+                   "must equal vision.hidden_size (128)"),
+            std::string::npos)
+      << e;
   e = error_of(write("e.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 6\n"));
   EXPECT_NE(e.find("schedule.warmup_steps (6) exceeds train.total_steps (5)"), std::string::npos) << e;
 }
 
 TEST_F(ConfigTest, BaseInheritanceMergesMapsAndReplacesLists) {
-  write("models/tiny.yaml", "model:\n  name: tiny\n  vision:\n    hidden_size: 64\n    num_attention_heads: 2\n");
+  write(
+      "models/tiny.yaml",
+      "model:\n  name: tiny\n  vision:\n    hidden_size: 64\n    num_attention_heads: 2\n  text:\n    hidden_size: 64\n"
+      "    num_attention_heads: 2\n");
   write("common.yaml",
         "optimizer:\n  lr: 0.5\n  frozen: ['a', 'b']\ntrain:\n  total_steps: 7\nschedule:\n  warmup_steps: 0\n");
   auto f = write("run.yaml",
@@ -219,6 +231,13 @@ TEST_F(ConfigTest, OverridesApplyInOrderAndAreNamedInErrors) {
   std::string e = error_of(f, {"optimizer.lrr=1"});
   EXPECT_NE(e.find("--set optimizer.lrr=1: optimizer.lrr: unknown key; did you mean 'lr'?"), std::string::npos) << e;
   EXPECT_NE(error_of(f, {"novalue"}).find("expected KEY=VALUE"), std::string::npos);
+  // An empty value is the empty string, as a shell user means `--set eval.shards=`, not YAML's null.
+  auto g =
+      write("eval.yaml", "train:\n  total_steps: 5\nschedule:\n  warmup_steps: 1\neval:\n  shards: data/eval.tar\n");
+  EXPECT_EQ(config::load<RunConfig>(g, {"eval.shards="}).eval.shards, "");
+  EXPECT_EQ(config::load<RunConfig>(g, {"eval.shards= "}).eval.shards, "");
+  std::string n = error_of(f, {"train.total_steps="});
+  EXPECT_NE(n.find("--set train.total_steps=: train.total_steps"), std::string::npos) << n;
 }
 
 TEST_F(ConfigTest, DuplicateKeysAndInvalidYamlAreErrors) {
