@@ -50,7 +50,7 @@ struct InspectArgs {
   int64_t count = 16, columns = 8;
 };
 
-struct BenchArgs {
+struct DataBenchArgs {
   std::vector<std::string> shards;
   std::string mode = "fixed";
   std::string tokenizer;
@@ -121,7 +121,7 @@ void run_inspect(const InspectArgs& a) {
               static_cast<long long>(c.cell_height()));
 }
 
-void run_bench(const BenchArgs& a) {
+void run_data_bench(const DataBenchArgs& a) {
   LoaderConfig c;
   c.shards = a.shards;
   c.workers = a.threads;
@@ -189,7 +189,7 @@ void run_inspect(const InspectArgs& a) {
   if (!a.sheet.empty() && !SIGLIP2_CONFIG_OPENCV) throw UsageError("data inspect --sheet: this build has no OpenCV");
   no_pipeline();
 }
-void run_bench(const BenchArgs&) {
+void run_data_bench(const DataBenchArgs&) {
   no_pipeline();
 }
 #endif
@@ -250,7 +250,7 @@ void add_data_command(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([inspect] { run_inspect(*inspect); });
 
-  auto bench = std::make_shared<BenchArgs>();
+  auto bench = std::make_shared<DataBenchArgs>();
   cmd = data->add_subcommand("bench", "loader throughput: decode and transform with N threads, images per second");
   cmd->add_option("shards", bench->shards, "shard patterns, one per source; each needs at least --threads shards")
       ->required();
@@ -276,7 +276,7 @@ void add_data_command(CLI::App& app) {
                   "sentencepiece model: also tokenise captions and build LocCa targets (default: images only)");
   cmd->add_flag("--fast-decode", bench->fast_decode,
                 "image.fast_decode: decode large JPEGs at 1/2, 1/4 or 1/8 scale (not bit-exact with HF)");
-  cmd->callback([bench] { run_bench(*bench); });
+  cmd->callback([bench] { run_data_bench(*bench); });
 }
 
 }  // namespace siglip2::cli

@@ -72,7 +72,7 @@ void check_dtype(const std::string& dtype) {
     throw UsageError("--dtype must be float32 or bfloat16, got '" + dtype + "'");
 }
 
-std::string dump(const ordered_json& j) {
+std::string json_text(const ordered_json& j) {
   return j.dump(2) + "\n";
 }
 
@@ -94,7 +94,7 @@ std::string hf_config_json(const ModelBundleConfig& c, const HfExportOptions& o)
     j["vision_config"] = vision_json(c.model.vision);
   }
   j["torch_dtype"] = o.dtype;
-  return dump(j);
+  return json_text(j);
 }
 
 std::string hf_preprocessor_json(const ImageConfig& img) {
@@ -115,7 +115,7 @@ std::string hf_preprocessor_json(const ImageConfig& img) {
   } else {
     j["size"] = {{"height", img.image_size}, {"width", img.image_size}};
   }
-  return dump(j);
+  return json_text(j);
 }
 
 SpecialTokens special_tokens(const TokenizerConfig& t, const std::string& model_file) {
@@ -145,7 +145,7 @@ std::string hf_tokenizer_config_json(const TokenizerConfig& t, const SpecialToke
   j["do_lower_case"] = t.lowercase != "none";
   j["model_max_length"] = t.length;
   j["model_input_names"] = {"input_ids"};
-  return dump(j);
+  return json_text(j);
 }
 
 std::string hf_special_tokens_json(const TokenizerConfig&, const SpecialTokens& s) {
@@ -153,7 +153,7 @@ std::string hf_special_tokens_json(const TokenizerConfig&, const SpecialTokens& 
   j["eos_token"] = s.eos;
   j["pad_token"] = s.pad;
   j["unk_token"] = s.unk;
-  return dump(j);
+  return json_text(j);
 }
 
 namespace {

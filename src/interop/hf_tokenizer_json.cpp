@@ -63,8 +63,8 @@ void check_expressible(const SentencePieceModel& m, const TokenizerConfig& t, bo
            "' (tokenizers applies a precompiled charsmap per grapheme and differs on combining marks; train with "
            "--normalization_rule_name=identity, as Gemma's tokenizer is)");
   if (m.treat_whitespace_as_suffix) refuse("treat_whitespace_as_suffix");
-  const auto user_defined = std::find_if(m.pieces.begin(), m.pieces.end(),
-                                         [](const auto& p) { return p.type == PieceType::kUserDefined; });
+  const auto user_defined =
+      std::find_if(m.pieces.begin(), m.pieces.end(), [](const auto& p) { return p.type == PieceType::kUserDefined; });
   // tokenizers normalises the text between added tokens piece by piece: a dummy prefix or whitespace removal
   // would apply around each user-defined piece, sentencepiece applies it once to the whole text.
   if (user_defined != m.pieces.end() && (m.add_dummy_prefix || m.remove_extra_whitespaces))
@@ -137,7 +137,7 @@ ordered_json merges(const SentencePieceModel& m) {
 // in the normalised text: src/data/tokenizer.cpp lowercases before sentencepiece matches them, so "<H1>" in a
 // text is the piece "<h1>". (transformers' own conversion matches them before lowercasing instead.)
 ordered_json added_token(size_t id, const std::string& content, bool special) {
-  return {{"id", id},        {"content", content},      {"single_word", false}, {"lstrip", false},
+  return {{"id", id},        {"content", content},     {"single_word", false}, {"lstrip", false},
           {"rstrip", false}, {"normalized", !special}, {"special", special}};
 }
 
@@ -149,7 +149,7 @@ bool reachable_after_lowercasing(const std::string& piece, const TokenizerConfig
   return true;
 }
 
-std::string dump(const ordered_json& j) {
+std::string tokenizer_json_text(const ordered_json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::strict) + "\n";
 }
 
@@ -223,7 +223,7 @@ HfTokenizerFiles hf_tokenizer_files(const SentencePieceModel& m, const Tokenizer
   j["model"] = model;
 
   HfTokenizerFiles files = hf_tokenizer_config_files(t, eos, pad, unk, "TokenizersBackend");
-  files.tokenizer_json = dump(j);
+  files.tokenizer_json = tokenizer_json_text(j);
   return files;
 }
 
@@ -251,7 +251,7 @@ HfTokenizerFiles hf_tokenizer_config_files(const TokenizerConfig& t, const std::
   s["eos_token"] = eos;
   s["pad_token"] = pad;
   s["unk_token"] = unk;
-  return {"", dump(c), dump(s)};
+  return {"", tokenizer_json_text(c), tokenizer_json_text(s)};
 }
 
 }  // namespace siglip2

@@ -13,15 +13,15 @@ std::optional<at::Tensor> sdpa_key_mask(const at::Tensor& attention_mask) {
   return attention_mask.to(at::kBool).unsqueeze(1).unsqueeze(1);
 }
 
-at::Tensor split_heads(const at::Tensor& x, int64_t heads) {  // [B, S, D] -> [B, H, S, D/H]
+}  // namespace
+
+at::Tensor split_heads(const at::Tensor& x, int64_t heads) {
   return x.view({x.size(0), x.size(1), heads, x.size(2) / heads}).transpose(1, 2);
 }
 
-at::Tensor merge_heads(const at::Tensor& x) {  // [B, H, S, d] -> [B, S, H*d]
+at::Tensor merge_heads(const at::Tensor& x) {
   return x.transpose(1, 2).reshape({x.size(0), x.size(2), x.size(1) * x.size(3)});
 }
-
-}  // namespace
 
 MlpImpl::MlpImpl(int64_t width, int64_t hidden) {
   fc1 = register_module("fc1", torch::nn::Linear(width, hidden));

@@ -11,6 +11,10 @@
 
 namespace siglip2 {
 
+// Attention heads: [B, S, D] -> [B, H, S, D/H], and back: [B, H, S, d] -> [B, S, H*d].
+at::Tensor split_heads(const at::Tensor& x, int64_t heads);
+at::Tensor merge_heads(const at::Tensor& x);
+
 struct MlpImpl : torch::nn::Module {
   MlpImpl(int64_t width, int64_t hidden);
   at::Tensor forward(const at::Tensor& x);

@@ -8,10 +8,6 @@
 namespace siglip2 {
 namespace {
 
-at::Tensor split_heads(const at::Tensor& x, int64_t heads) {
-  return x.view({x.size(0), x.size(1), heads, x.size(2) / heads}).transpose(1, 2);
-}
-
 torch::nn::LayerNorm layer_norm(int64_t width, double eps) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(eps));
 }
@@ -36,7 +32,7 @@ at::Tensor CrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv
   std::optional<at::Tensor> m;
   if (attention_mask.defined()) m = attention_mask;
   at::Tensor o = at::scaled_dot_product_attention(q, k, v, m);
-  return out_proj(o.transpose(1, 2).reshape({x.size(0), x.size(1), -1}));
+  return out_proj(merge_heads(o));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(int64_t width, int64_t mlp, int64_t heads, int64_t image_width, bool bias,
