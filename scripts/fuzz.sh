@@ -14,7 +14,8 @@ targets=("$@")
 ((${#targets[@]})) || targets=(safetensors run_config hf_config hf_preprocessing shard sentencepiece_model)
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
-PY=${PYTHON:-python3}
+. scripts/python.sh
+PY=$(siglip2_python)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${SANITIZE_BUILD_DIR:-build-asan}
 JOBS=${JOBS:-$(nproc)}
-PY=${PYTHON:-python3}
+. scripts/python.sh
+PY=$(siglip2_python)
 unit=(common data losses models train)
 binary_suites=(errors_catalogue interop_malformed data_cli cli_behaviour trainer_behaviour kill_resume)
 gtest_args=()

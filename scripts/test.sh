@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-PY=${PYTHON:-python3}
 scripts/setup.sh
+. scripts/python.sh
+PY=$(siglip2_python)  # after setup.sh: it may have made .venv
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt >"$log" 2>&1; then
