@@ -5,8 +5,9 @@
     python3 scripts/make_digits.py --out runs/demo/data [--seed 0] [--size 64]
 
 Writes, all a function of the seed:
-  train/NNNNNN.tar   single digits (caption + one region) and scenes of 2-4 different digits on a larger canvas
-                     (caption naming them left to right, a box and region caption per digit), from 1,500 scans
+  train/NNNNNN.tar   single digits (caption + one region) and, --scene-share of them, scenes of 2-4 different
+                     digits in the cells of a layout (caption naming them row by row, a box and region caption
+                     per digit), from 1,500 scans
                      (a random split with a fixed seed, as sklearn's train_test_split makes); each drawing is
                      distorted (rotation, shear, stretch, stroke weight) as another writer might have drawn it
   eval/000000.tar    each of the other 297 scans once, undistorted, with its class (KEY.cls): zero-shot and
@@ -15,7 +16,7 @@ Writes, all a function of the seed:
   classnames.txt, templates.txt   zero-shot classes ("zero" ... "nine") and prompts
   corpus.txt         every training text, prompt and LocCa box text: `siglip2 data tokenizer` trains on it
 Each digit is rendered with a random size, position, ink and paper colour, and light noise, then stored as JPEG; a
-single digit fills 7/8 of its image or more, the digits of a scene are smaller and anywhere.
+single digit fills 7/8 of its image or more; a digit of a scene fills 5/8 of its cell's side or more, anywhere in it.
 """
 import argparse
 import io
@@ -91,20 +92,29 @@ def single(scan, label, size, rng, distort=False):
 
 
 def scene(scans, labels, size, rng, distort=False):
-    """2-4 different digits side by side, no overlaps; caption left to right."""
+    """2-4 different digits, one per cell, no overlaps: two digits side by side, three or four in the cells of a
+    2x2 grid (three leave a random cell empty). Each digit fills 5/8 of its cell's side or more, anywhere in
+    the cell. The caption names them row by row, left to right."""
     n = len(scans)
     paper, ink = colours(rng)
     canvas = np.ones((size, size, 3)) * paper
-    slot = size // n
+    half = size // 2
+    if n == 2:
+        cells = [(0, 0, half, size), (half, 0, half, size)]  # (x, y, width, height)
+    else:
+        grid = [(0, 0), (half, 0), (0, half), (half, half)]
+        keep = sorted(rng.choice(4, size=n, replace=False))
+        cells = [(*grid[k], half, half) for k in keep]
     boxes = []
-    for i in range(n):
-        side = int(rng.integers(max(8, slot * 5 // 8), slot + 1))
-        x0 = i * slot + int(rng.integers(0, slot - side + 1))
-        y0 = int(rng.integers(0, size - side + 1))
+    for i, (cx, cy, cw, ch) in enumerate(cells):
+        side = int(rng.integers(max(8, min(cw, ch) * 5 // 8), min(cw, ch) + 1))
+        x0 = cx + int(rng.integers(0, cw - side + 1))
+        y0 = cy + int(rng.integers(0, ch - side + 1))
         stamp(canvas, scans[i], (x0, y0, x0 + side, y0 + side), ink, rng if distort else None)
         boxes.append([x0 / size, y0 / size, (x0 + side) / size, (y0 + side) / size])
     names = [WORDS[l] for l in labels]
-    caption = ("the digits " + ", ".join(names[:-1]) + " and " + names[-1] + " from left to right")
+    order = "from left to right" if n == 2 else "row by row"
+    caption = "the digits " + ", ".join(names[:-1]) + " and " + names[-1] + " " + order
     regions = [{"box": b, "caption": f"the digit {WORDS[l]}"} for b, l in zip(boxes, labels)]
     return jpeg(canvas, rng), caption, regions
 
@@ -141,6 +151,7 @@ def main():
     ap.add_argument("--train-shards", type=int, default=16)
     ap.add_argument("--per-shard", type=int, default=600)
     ap.add_argument("--scenes", type=int, default=100, help="held-out scenes")
+    ap.add_argument("--scene-share", type=float, default=0.3, help="share of training samples that are scenes (0.5 lowered zero-shot and did not help referring)")
     a = ap.parse_args()
     digits = load_digits()
     # A random split, as sklearn's train_test_split makes (the file is ordered by writer groups); fixed seed.
@@ -154,7 +165,7 @@ def main():
         rng = np.random.default_rng([a.seed, 0, shard])
         samples = []
         for i in range(a.per_shard):
-            if rng.random() < 0.7:
+            if rng.random() >= a.scene_share:
                 k = int(rng.integers(len(train_images)))
                 (img, caption, regions) = single(train_images[k], int(train_labels[k]), a.size, rng, True)
             else:
