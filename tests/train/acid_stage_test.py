@@ -238,6 +238,11 @@ def synthetic_part(d):
 
 
 DIGITS = """base: {root}/configs/demo_digits.yaml
+model:  # the sizes these thresholds were set at (the demo itself trains at 64 px)
+  vision:
+    image_size: 32
+image:
+  image_size: 32
 tokenizer:
   model_file: {data}/tokenizer.model
 data:
