@@ -765,7 +765,11 @@ LoaderState loader_state_from_json(const std::string& text) {
           ws.source_position.push_back(std::move(sp));
         }
       }
-      ws.batches = w.value("batches", int64_t{0});
+      // States written before workers counted their batches: dealt round-robin from the total, as handed out.
+      const auto workers = static_cast<int64_t>(j.at("workers").size());
+      const int64_t index = static_cast<int64_t>(st.workers.size());
+      ws.batches =
+          w.contains("batches") ? w.at("batches").get<int64_t>() : (st.batches + workers - 1 - index) / workers;
       ws.skipped = w.at("skipped").get<SkipCounts>();
       ws.done = w.at("done").get<bool>();
       st.workers.push_back(std::move(ws));

@@ -180,8 +180,8 @@ class WebDatasetBatches final : public BatchSource {
     std::optional<Batch> b = loader_->next();
     if (!b) throw Error("the training data ran out at step " + std::to_string(step) + " (data.epochs is finite)");
     if (config_.train.self_distillation && step >= views_from_step_ && !b->local_views.defined())
-      throw Error("data loader: the batch of step " + std::to_string(step) +
-                  " has no self-distillation crops (a worker's stream ended early; data.epochs is finite)");
+      throw Error("internal: the data loader's batch of step " + std::to_string(step) +
+                  " has no self-distillation crops (self_distillation_from_batch was set past it)");
     if (config_.train.self_distillation && !config_.model.vision.naflex) {
       const int64_t grid = config_.model.vision.image_size / config_.model.vision.patch_size;
       auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config_.train.seed) * 7919ULL +

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -138,6 +139,33 @@ TEST_F(LoaderTest, CropsStartAtTheirBatchAndEqualThoseOfALoaderMakingThemThrough
     EXPECT_EQ(b->local_views.defined(), n >= 3) << "batch " << n;
     if (n >= 3) {
       EXPECT_TRUE(torch::equal(a->local_views, b->local_views)) << "batch " << n;
+    }
+  }
+  // Resumed after two batches (the trainer sets from_batch = handed + (start step - step) = 2 + 1): the same
+  // crops from batch 3 on. A state without per-worker batch counts (older versions) gets them round-robin.
+  LoaderState saved;
+  {
+    DataLoader first(c, i, testing::test_tokenizer(), 0, 1);
+    ASSERT_TRUE(first.next() && first.next());
+    saved = first.state();
+  }
+  for (bool legacy : {false, true}) {
+    nlohmann::json j = nlohmann::json::parse(loader_state_to_json(saved));
+    if (legacy)
+      for (auto& w : j["workers"]) w.erase("batches");
+    const LoaderState state = loader_state_from_json(j.dump());
+    EXPECT_EQ(state.workers[0].batches, saved.workers[0].batches);
+    EXPECT_EQ(state.workers[1].batches, saved.workers[1].batches);
+    DataLoader reference(c, i, testing::test_tokenizer(), 0, 1), resumed(c, i, testing::test_tokenizer(), 0, 1, &state);
+    ASSERT_TRUE(reference.next() && reference.next());
+    for (int n = 2; n < 6; ++n) {
+      auto a = reference.next(), b = resumed.next();
+      ASSERT_TRUE(a && b);
+      EXPECT_EQ(a->keys, b->keys);
+      ASSERT_EQ(b->local_views.defined(), n >= 3) << "batch " << n << (legacy ? " (legacy state)" : "");
+      if (n >= 3) {
+        EXPECT_TRUE(torch::equal(a->local_views, b->local_views)) << "batch " << n;
+      }
     }
   }
 }
