@@ -361,7 +361,7 @@ ModelConfig model_config_from_hf_json(const std::string& json_text, const std::s
                         {"text_config.max_position_embeddings", m.text.max_position_embeddings}})
     check_positive(origin, key, v);
   if (m.text.projection_size < 0) throw Error(origin + ": text_config.projection_size must be positive");
-  for (const std::string& problem : {m.vision.check(), m.text.check()})
+  for (const std::string& problem : {m.vision.check(), m.text.check(), m.check()})
     if (!problem.empty()) throw Error(origin + ": " + problem);
   return m;
 }
@@ -421,8 +421,8 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir, const std:
   const fs::path original = fs::path(hf_dir) / kKeptTokenizerJson;
   if (!hf.tokenizer_model.empty() && !hf.config.tokenizer.siglip1 && fs::is_regular_file(original)) {
     kept.emplace_back(kKeptTokenizerJson, read_file(original.string()));
-    kept.emplace_back(kTokenizerOrigin, tokenizer_origin_json(fs::absolute(hf_dir).lexically_normal().string(),
-                                                              hf.config.tokenizer));
+    kept.emplace_back(kTokenizerOrigin,
+                      tokenizer_origin_json(fs::absolute(hf_dir).lexically_normal().string(), hf.config.tokenizer));
   }
   save_model_dir(out_dir, hf.config, f32, hf.tokenizer_model, overwrite, kept);
   log_info("imported " + std::to_string(f32.size()) + " tensors (" + std::to_string(params) + " parameters, " +

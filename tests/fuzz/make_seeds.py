@@ -55,7 +55,9 @@ def config_seeds():
     for path in [ROOT / "configs/demo.yaml", ROOT / "configs/models/tiny.yaml", ROOT / "configs/models/tiny_naflex.yaml",
                  *sorted((ROOT / "configs/recipes").glob("*.yaml"))]:
         put("run_config", path.stem, path.read_bytes())
-    put("run_config", "overrides", "model: {vision: {hidden_size: 64}}\ntrain: {total_steps: 10, batch_size: 8}\n"
+    put("run_config", "overrides", "model: {vision: {hidden_size: 64, num_attention_heads: 2},\n"
+                                   "        text: {hidden_size: 64, num_attention_heads: 2}}\n"
+                                   "train: {total_steps: 10, batch_size: 8}\nschedule: {warmup_steps: 1}\n"
                                    "optimizer: {lr: 1e-3, frozen: ['^text\\\\..*']}\n")
     put("run_config", "bad_type", "train:\n  total_steps: ten\n")
     put("run_config", "unknown_key", "optimizer:\n  lrr: 0.1\n")
