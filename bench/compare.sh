@@ -4,7 +4,7 @@
 #   bench/compare.sh [--rounds R] --preset b16_256 --batch 8 --steps 5 --device cpu --threads 2
 #
 # Every argument except --rounds goes unchanged to both `siglip2 bench` and bench/reference_pytorch.py.
-# Environment: ROUNDS (default 3), SIGLIP2_BIN (default build/siglip2), PYTHON (default python3).
+# Environment: ROUNDS (default 3), SIGLIP2_BIN (default build/siglip2), PYTHON (default: scripts/python.sh's choice).
 # Prints one row per round, a table of medians with the ratio siglip2/pytorch, and a final
 # `COMPARE {json}` line. Exit status: 0 done, 1 a run failed, 2 bad usage or no bench command.
 set -euo pipefail
@@ -12,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 bin=${SIGLIP2_BIN:-$root/build/siglip2}
-py=${PYTHON:-python3}
+py=$(cd "$root" && . scripts/python.sh && siglip2_python)  # $PYTHON, .venv/bin/python or python3
 rounds=${ROUNDS:-3}
 
 args=()

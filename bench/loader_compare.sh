@@ -11,6 +11,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+py=$(cd "$here/.." && . scripts/python.sh && siglip2_python)  # $PYTHON, .venv/bin/python or python3
 # shellcheck source=bench/loader_args.sh
 source "$here/loader_args.sh"
 loader_args "$0" "$@"
@@ -22,10 +23,10 @@ trap 'rm -f "$results"' EXIT
 common=("$shards" --mode "$mode" --threads "$threads" --images "$images")
 for ((r = 1; r <= rounds; ++r)); do
   "$bin" data bench "${common[@]}" "${extra[@]}" | grep '^RESULT ' | tee -a "$results"
-  python3 "$here/loader_python.py" "${common[@]}" | grep '^RESULT ' | tee -a "$results"
+  "$py" "$here/loader_python.py" "${common[@]}" | grep '^RESULT ' | tee -a "$results"
 done
 
-python3 - "$results" "$rounds" <<'EOF'
+"$py" - "$results" "$rounds" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(line.split(" ", 1)[1]) for line in open(sys.argv[1])]
 median = {}

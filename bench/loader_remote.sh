@@ -11,6 +11,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+py=$(cd "$here/.." && . scripts/python.sh && siglip2_python)  # $PYTHON, .venv/bin/python or python3
 # shellcheck source=bench/loader_args.sh
 source "$here/loader_args.sh"
 loader_args "$0" "$@"
@@ -24,7 +25,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-python3 "$here/../tests/data/shard_server.py" "$(dirname "$shards")" >"$work/port" &
+"$py" "$here/../tests/data/shard_server.py" "$(dirname "$shards")" >"$work/port" &
 server=$!
 for _ in $(seq 100); do [[ -s $work/port ]] && break; sleep 0.1; done
 port=$(head -n1 "$work/port")
@@ -38,7 +39,7 @@ for ((r = 1; r <= rounds; ++r)); do
     tee -a "$work/results"
 done
 
-python3 - "$work/results" "$rounds" <<'PYEOF'
+"$py" - "$work/results" "$rounds" <<'PYEOF'
 import json, statistics, sys
 rows = [line.split(" ", 2)[1:] for line in open(sys.argv[1])]
 median = {}

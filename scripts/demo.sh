@@ -18,15 +18,18 @@ paths=(--set "tokenizer.model_file=$OUT/data/tokenizer.model"
 
 echo "== set-up and build (scripts/setup.sh)"
 start=$(date +%s)
-# The command alone, without the tests' packages, compiled in combined units: a first build in a third of the time.
-[ "${DEMO_SETUP:-1}" = 0 ] || BUILD_TARGETS=siglip2 SETUP_TESTS=0 CMAKE_ARGS="-DSIGLIP2_UNITY=ON ${CMAKE_ARGS:-}" scripts/setup.sh
+# The command alone, without the tests' packages; a first build in combined units, in a third of the time (a
+# build directory configured before, e.g. by scripts/test.sh, keeps its settings and its tests).
+unity=""
+[ -f "${BUILD_DIR:-build}/CMakeCache.txt" ] || unity=-DSIGLIP2_UNITY=ON
+[ "${DEMO_SETUP:-1}" = 0 ] || BUILD_TARGETS=siglip2 SETUP_TESTS=0 CMAKE_ARGS="$unity ${CMAKE_ARGS:-}" scripts/setup.sh
 . scripts/python.sh
 PY=$(siglip2_python)  # after setup.sh: on Debian's own Python it makes .venv
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The transformers and tokenizers versions the tests pin (scripts/requirements-test.txt). No sentencepiece or
 # protobuf: the export carries its tokenizer as tokenizer.json.
-if ! $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "torch==2.11.0" \
+if ! "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore "torch==2.11.0" \
     "transformers==5.24.0" "tokenizers==0.23.3" safetensors pillow scikit-learn >"$log" 2>&1; then
   cat "$log" >&2
   exit 1
@@ -35,7 +38,7 @@ echo "set-up took $(( $(date +%s) - start )) s"
 
 echo "== handwritten digits as WebDataset shards, and a tokenizer"
 rm -rf "$OUT"
-$PY scripts/make_digits.py --out "$OUT/data" --scenes "${DEMO_SCENES:-100}"
+"$PY" scripts/make_digits.py --out "$OUT/data" --scenes "${DEMO_SCENES:-100}"
 $BIN -q data tokenizer --corpus "$OUT/data/corpus.txt" --out "$OUT/data/tokenizer.model" --vocab-size 512 2>/dev/null
 
 echo "== training configs/demo_digits.yaml"
@@ -51,7 +54,7 @@ echo "== export to Hugging Face format"
 $BIN export "$ckpt" --format hf --out "$OUT/hf" --overwrite
 
 echo "== referring expressions in held-out scenes, the transformers pipeline on a held-out scan"
-$PY - "$OUT" "$BIN" "$ckpt" <<'PYEOF'
+"$PY" - "$OUT" "$BIN" "$ckpt" <<'PYEOF'
 import sys
 # As on a user's machine without them: the export must not need sentencepiece or protobuf.
 sys.modules["sentencepiece"] = sys.modules["google.protobuf"] = sys.modules["google"] = None

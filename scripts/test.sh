@@ -9,7 +9,7 @@ scripts/setup.sh
 PY=$(siglip2_python)  # after setup.sh: it may have made .venv
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt >"$log" 2>&1; then
+if ! "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt >"$log" 2>&1; then
   cat "$log" >&2
   echo "test: installing the Python test packages failed" >&2
   exit 1
