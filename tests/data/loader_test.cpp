@@ -52,6 +52,19 @@ class LoaderTest : public ::testing::Test {
     c.seed = 5;
     return c;
   }
+  // With two self-distillation crops of 16 px per image (patches of 8).
+  static LoaderConfig crops_config() {
+    LoaderConfig c = config();
+    c.self_distillation = true;
+    c.self_distillation_views.local_crops = 2;
+    c.self_distillation_views.local_size = 16;
+    return c;
+  }
+  static ImageConfig crops_image() {
+    ImageConfig i = image();
+    i.patch_size = 8;
+    return i;
+  }
   static ImageConfig image() {
     ImageConfig i;
     i.image_size = 16;
@@ -99,12 +112,8 @@ TEST_F(LoaderTest, RanksAndWorkersSeeEverySampleOncePerEpoch) {
 }
 
 TEST_F(LoaderTest, BatchesCarryEveryOutput) {
-  LoaderConfig c = config();
-  c.self_distillation = true;
-  c.self_distillation_views.local_crops = 2;
-  c.self_distillation_views.local_size = 16;
-  ImageConfig i = image();
-  i.patch_size = 8;
+  LoaderConfig c = crops_config();
+  ImageConfig i = crops_image();
   DataLoader loader(c, i, testing::test_tokenizer(), 0, 1);
   auto b = loader.next();
   ASSERT_TRUE(b);
@@ -120,12 +129,8 @@ TEST_F(LoaderTest, BatchesCarryEveryOutput) {
 // before it have none, and from it on every batch (every worker's) equals the one a loader making crops
 // throughout gives, crops, images and LocCa targets alike.
 TEST_F(LoaderTest, CropsStartAtTheirBatchAndEqualThoseOfALoaderMakingThemThroughout) {
-  LoaderConfig c = config();
-  c.self_distillation = true;
-  c.self_distillation_views.local_crops = 2;
-  c.self_distillation_views.local_size = 16;
-  ImageConfig i = image();
-  i.patch_size = 8;
+  LoaderConfig c = crops_config();
+  ImageConfig i = crops_image();
   DataLoader always(c, i, testing::test_tokenizer(), 0, 1);
   c.self_distillation_from_batch = 3;
   DataLoader later(c, i, testing::test_tokenizer(), 0, 1);
