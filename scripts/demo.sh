@@ -2,9 +2,10 @@
 # The whole SigLIP 2 pipeline on one CPU machine, on real data, in a few minutes: install and build; make
 # WebDataset shards of scikit-learn's 1,797 handwritten-digit scans (single digits, and scenes of 2-4 digits
 # with boxes and region captions); train a tokenizer and configs/demo_digits.yaml (sigmoid + LocCa from the
-# start, self-distillation from 80%); evaluate zero-shot and retrieval on 297 held-out scans and referring
-# expressions (IoU >= 0.5) on 100 held-out scenes; export to Hugging Face format; classify a held-out scan with
-# the transformers zero-shot pipeline and find a digit in a held-out scene with `siglip2 caption --refer`.
+# start, self-distillation from 80%); evaluate zero-shot and retrieval on 297 held-out scans; export to Hugging
+# Face format; find digits in 100 held-out scenes with `siglip2 caption --refer` (IoU >= 0.5); classify a
+# held-out scan with the export in transformers (AutoModel, AutoImageProcessor, AutoTokenizer).
+# It starts by removing its output directory (runs/digits).
 #   scripts/demo.sh [--set train.total_steps=200 ...]   (extra arguments go to `siglip2 train`)
 #   DEMO_OUT=DIR DEMO_SCENES=N DEMO_SETUP=0 scripts/demo.sh   another output directory, fewer scenes, no set-up
 set -euo pipefail
@@ -39,7 +40,11 @@ echo "set-up took $(( $(date +%s) - start )) s"
 echo "== handwritten digits as WebDataset shards, and a tokenizer"
 rm -rf "$OUT"
 "$PY" scripts/make_digits.py --out "$OUT/data" --scenes "${DEMO_SCENES:-100}"
-$BIN -q data tokenizer --corpus "$OUT/data/corpus.txt" --out "$OUT/data/tokenizer.model" --vocab-size 512 2>/dev/null
+if ! $BIN -q data tokenizer --corpus "$OUT/data/corpus.txt" --out "$OUT/data/tokenizer.model" --vocab-size 512 \
+    >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
 
 echo "== training configs/demo_digits.yaml"
 start=$(date +%s)
@@ -53,7 +58,7 @@ $BIN -q eval --model "$ckpt" configs/demo_digits.yaml "${paths[@]}" | tee "$OUT/
 echo "== export to Hugging Face format"
 $BIN export "$ckpt" --format hf --out "$OUT/hf" --overwrite
 
-echo "== referring expressions in held-out scenes, the transformers pipeline on a held-out scan"
+echo "== referring expressions in held-out scenes, the export in transformers on a held-out scan"
 "$PY" - "$OUT" "$BIN" "$ckpt" <<'PYEOF'
 import sys
 # As on a user's machine without them: the export must not need sentencepiece or protobuf.
@@ -133,3 +138,6 @@ ev = json.load(open(os.path.join(out, "eval.json")))
 print(f"zero-shot accuracy on {ev['images']} held-out scans: top-1 {100 * ev['top1']:.1f}%, "
       f"top-5 {100 * ev['top5']:.1f}% ({ev['classes']} classes, chance {100 * ev['chance_top1']:.1f}%)")
 PYEOF
+case "$PY" in
+  */.venv/bin/python) echo "torch, transformers and the rest are in .venv: run Python tools with .venv/bin/python" ;;
+esac

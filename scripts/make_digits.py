@@ -2,14 +2,14 @@
 """The demo's real data: the 1,797 handwritten-digit scans that scikit-learn ships (sklearn.datasets.load_digits,
 8x8 grey levels from 43 writers), made into WebDataset shards for every objective of the recipe.
 
-    python3 scripts/make_digits.py --out runs/demo/data [--seed 0] [--size 64]
+    python3 scripts/make_digits.py --out runs/digits/data [--seed 0] [--size 64] [--scenes 100] [--scene-share 0.3]
+    (on Debian's own Python, after scripts/setup.sh made it: .venv/bin/python instead of python3)
 
 Writes, all a function of the seed:
   train/NNNNNN.tar   single digits (caption + one region) and, --scene-share of them, scenes of 2-4 different
-                     digits in the cells of a layout (caption naming them row by row, a box and region caption
-                     per digit), from 1,500 scans
-                     (a random split with a fixed seed, as sklearn's train_test_split makes); each drawing is
-                     distorted (rotation, shear, stretch, stroke weight) as another writer might have drawn it
+                     digits in the cells of a layout (caption naming them row by row, or left to right for two;
+                     a box and region caption per digit), from 1,500 scans (a random split with a fixed seed, as
+                     sklearn's train_test_split makes); each drawing is distorted (rotation, shear, stretch, stroke weight) as another writer might have drawn it
   eval/000000.tar    each of the other 297 scans once, undistorted, with its class (KEY.cls): zero-shot and
                      retrieval
   scenes/000000.tar  held-out scenes built from those 297 scans, with boxes: referring-expression accuracy
