@@ -182,7 +182,7 @@ class WebDatasetBatches final : public BatchSource {
     if (config_.train.self_distillation && step >= views_from_step_ && !b->local_views.defined())
       throw Error("internal: the data loader's batch of step " + std::to_string(step) +
                   " has no self-distillation crops (self_distillation_from_batch was set past it)");
-    if (config_.train.self_distillation && !config_.model.vision.naflex) {
+    if (b->local_views.defined() && !config_.model.vision.naflex) {  // the phase's batches only, as the crops
       const int64_t grid = config_.model.vision.image_size / config_.model.vision.patch_size;
       auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config_.train.seed) * 7919ULL +
                                                           static_cast<uint64_t>(step) * 131ULL + rank_);
